@@ -1,0 +1,12 @@
+//! The core both Countersign services share.
+//!
+//! Pure code, no I/O: what the bot decides and the executor re-checks must come out the same on
+//! both sides, so it lives here once.
+//!
+//! Layout:
+//! - [`sql`]: classifies SQL text per statement (category, verbs, tables, flags), fail-closed.
+//! - [`policy`]: the policy file (targets, identities, roles, rules, masking), loading with
+//!   located errors, and evaluation of a request to allow, needs-approval or deny.
+#![forbid(unsafe_code)]
+
+pub mod sql;
