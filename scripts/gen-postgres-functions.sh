@@ -22,8 +22,14 @@ psql "${args[@]}" -Atc "
 select distinct lower(proname) from pg_proc
 where (provolatile in ('i','s') or proname in ($harmless_volatile))
   and prokind in ('f','a','w')
-  and proname !~ '(_in|_out|recv|send|handler|validator|_support|_sel|joinsel)\$'
+  and proname !~ '(handler|validator)\$'
   and proname !~ '^(binary_upgrade|pg_ls_|pg_stat_reset|pg_replication_origin|pg_read|pg_file|ts_stat|ts_rewrite)'
   and proname !~ '(to_xml|to_xmlschema|to_xml_and_xmlschema)\$'
+union
+-- Built-in type names: \`regrole('x')\`, \`tsquery('a')\` are casts written as calls.
+select distinct lower(typname) from pg_type where typnamespace = 'pg_catalog'::regnamespace and typname !~ '^_'
+union
+-- Built-ins added after PostgreSQL 15 (16 to 18), all immutable, stable or harmless.
+select unnest(string_to_array('pg_input_is_valid pg_input_error_info array_sample array_shuffle any_value random_normal date_add date_subtract erf erfc system_user to_bin to_oct uuid_extract_timestamp uuid_extract_version pg_basetype pg_column_toast_chunk_id crc32 crc32c array_reverse array_sort casefold gamma lgamma uuidv4 uuidv7 unistr xmltext json_array json_object json_arrayagg json_objectagg json_scalar json_serialize json_exists json_query json_value merge_action pg_get_acl has_largeobject_privilege pg_split_walfile_name pg_column_compression', ' '))
 order by 1" > shared/src/sql/functions/postgres_pure.txt
 wc -l shared/src/sql/functions/postgres_pure.txt

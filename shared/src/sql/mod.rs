@@ -229,6 +229,9 @@ pub struct ClassifyOptions {
     pub max_input_bytes: usize,
     /// sqlparser's limit on nested parentheses, subqueries and the like.
     pub recursion_limit: usize,
+    /// Functions the team vouches are free of side effects (user-defined or from extensions),
+    /// lower case, as `function` or `schema.function`. Known side-effect functions stay risky.
+    pub pure_functions: BTreeSet<String>,
 }
 
 impl Default for ClassifyOptions {
@@ -236,6 +239,7 @@ impl Default for ClassifyOptions {
         ClassifyOptions {
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             recursion_limit: 64,
+            pure_functions: BTreeSet::new(),
         }
     }
 }
@@ -324,7 +328,7 @@ fn classify_tokens(
     let multi = statements.len() > 1;
     let mut classes = Vec::with_capacity(statements.len());
     for statement in &statements {
-        match walk::classify_statement(statement, dialect) {
+        match walk::classify_statement(statement, dialect, &options.pure_functions) {
             Ok(mut class) => {
                 if multi {
                     class.flags.insert(Flag::MultiStatement);

@@ -7,7 +7,7 @@
 
 use sqlparser::ast::{
     CopySource, CopyTarget, Delete, Expr, FromTable, GrantObjects, Insert, ObjectName, ObjectType,
-    Set, Statement, TableFactor, TableObject, TableWithJoins, Update, Value,
+    Set, SetExpr, Statement, TableFactor, TableObject, TableWithJoins, Update, Value,
 };
 
 use super::names::TableName;
@@ -45,8 +45,6 @@ pub(crate) struct Base<'a> {
     pub has_where: Option<bool>,
     /// Flags of the statement itself.
     pub flags: Vec<Flag>,
-    /// Whether statements nested in this one run (false under a plain EXPLAIN).
-    pub runs_nested: bool,
 }
 
 impl<'a> Base<'a> {
@@ -65,7 +63,6 @@ impl<'a> Base<'a> {
             },
             has_where: None,
             flags: Vec::new(),
-            runs_nested: true,
         }
     }
 
@@ -86,7 +83,7 @@ pub(crate) fn base(statement: &Statement, dialect: Dialect) -> Result<Base<'_>, 
     use Category::*;
     let d = dialect;
     Ok(match statement {
-        Statement::Query(_) => Base::new(Read, "SELECT"),
+        Statement::Query(query) => Base::new(Read, query_verb(&query.body)),
         Statement::Insert(insert) => insert_base(insert),
         Statement::Update(update) => update_base(update)?,
         Statement::Delete(delete) => delete_base(delete, d)?,
@@ -130,12 +127,13 @@ pub(crate) fn base(statement: &Statement, dialect: Dialect) -> Result<Base<'_>, 
             analyze, options, ..
         } => {
             let analyze = *analyze || options.iter().flatten().any(is_analyze_option);
+            // A plain EXPLAIN does not run its statement, but it is judged as if it did: the
+            // database's own parse tree holds the statement, and a reviewer loses little by
+            // seeing `EXPLAIN DELETE ...` as a DELETE.
             let mut b = Base::new(Read, "EXPLAIN");
             if analyze {
                 b.flags.push(Flag::ExplainAnalyze);
                 b.reason = Some("EXPLAIN ANALYZE runs the statement it explains".into());
-            } else {
-                b.runs_nested = false;
             }
             b
         }
@@ -281,6 +279,16 @@ pub(crate) fn base(statement: &Statement, dialect: Dialect) -> Result<Base<'_>, 
     })
 }
 
+/// The verb of a query; empty when its body is a data-changing statement, whose own verb counts.
+fn query_verb(body: &SetExpr) -> &'static str {
+    match body {
+        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => "",
+        SetExpr::Values(_) => "VALUES",
+        SetExpr::Table(_) => "TABLE",
+        _ => "SELECT",
+    }
+}
+
 fn insert_base(insert: &Insert) -> Base<'_> {
     let verb = if insert.replace_into { "REPLACE" } else { "INSERT" };
     let mut b = Base::new(Category::Write, verb);
@@ -418,7 +426,7 @@ fn set_base(set: &Set) -> Base<'_> {
     }
 }
 
-/// SQLite pragmas that only report, with or without an argument naming what to report on.
+/// SQLite pragmas that only report.
 const READ_PRAGMAS: &[&str] = &[
     "table_info", "table_xinfo", "table_list", "index_info", "index_list", "index_xinfo",
     "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check", "database_list",
@@ -437,8 +445,11 @@ fn pragma_base(name: &ObjectName, has_value: bool, is_eq: bool) -> Base<'static>
         .last()
         .map(|p| p.to_string().to_ascii_lowercase())
         .unwrap_or_default();
-    let reads = READ_PRAGMAS.contains(&pragma.as_str())
-        || (SETTING_PRAGMAS.contains(&pragma.as_str()) && !has_value && !is_eq);
+    // With a value, even a reporting pragma is counted as a change, as SQLite's own authorizer
+    // counts it: the value can be a setting as easily as an argument.
+    let reads = !has_value
+        && !is_eq
+        && (READ_PRAGMAS.contains(&pragma.as_str()) || SETTING_PRAGMAS.contains(&pragma.as_str()));
     if reads {
         Base::new(Category::Read, "PRAGMA")
     } else {

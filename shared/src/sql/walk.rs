@@ -22,8 +22,9 @@ use super::{Category, ClassifyError, Dialect, Flag, StatementClass};
 pub(crate) fn classify_statement(
     statement: &Statement,
     dialect: Dialect,
+    pure_functions: &BTreeSet<String>,
 ) -> Result<StatementClass, ClassifyError> {
-    let mut walk = Walk::new(dialect);
+    let mut walk = Walk::new(dialect, pure_functions);
     if let ControlFlow::Break(error) = statement.visit(&mut walk) {
         return Err(error);
     }
@@ -32,10 +33,6 @@ pub(crate) fn classify_statement(
 
 /// One statement being walked.
 struct Frame {
-    /// Whether this statement runs (false for the statement under a plain EXPLAIN).
-    runs: bool,
-    /// Whether statements nested in this one run.
-    runs_nested: bool,
     /// Query depth when the statement was entered: deeper relations are read by a query.
     query_depth: usize,
     /// How relations named directly by the statement are counted.
@@ -56,8 +53,9 @@ struct CteScope {
     visible: usize,
 }
 
-struct Walk {
+struct Walk<'o> {
     dialect: Dialect,
+    pure_functions: &'o BTreeSet<String>,
     category: Category,
     verbs: Vec<String>,
     tables_read: Vec<TableName>,
@@ -75,10 +73,11 @@ struct Walk {
     handled: Vec<*const ObjectName>,
 }
 
-impl Walk {
-    fn new(dialect: Dialect) -> Walk {
+impl<'o> Walk<'o> {
+    fn new(dialect: Dialect, pure_functions: &'o BTreeSet<String>) -> Walk<'o> {
         Walk {
             dialect,
+            pure_functions,
             category: Category::Read,
             verbs: Vec::new(),
             tables_read: Vec::new(),
@@ -108,11 +107,6 @@ impl Walk {
         }
     }
 
-    /// Whether the node being walked runs when the statement runs.
-    fn runs(&self) -> bool {
-        self.frames.last().is_none_or(|f| f.runs)
-    }
-
     fn escalate(&mut self, category: Category, reason: Option<String>) {
         self.category = self.category.max(category);
         if let Some(reason) = reason {
@@ -140,7 +134,7 @@ impl Walk {
             return self.read(table);
         };
         let direct = self.query_depth <= frame.query_depth;
-        if direct && frame.targets == Targets::All && frame.runs {
+        if direct && frame.targets == Targets::All {
             self.written(table);
         } else {
             self.read(table);
@@ -160,10 +154,7 @@ impl Walk {
     }
 
     fn call(&mut self, name: &ObjectName, function: Option<&Function>) {
-        if !self.runs() {
-            return;
-        }
-        let mut kind = functions::lookup(name, self.dialect);
+        let mut kind = functions::lookup(name, self.dialect, self.pure_functions);
         // LAST_INSERT_ID(expr) sets the value later calls return.
         if self.dialect == Dialect::Mysql
             && name.to_string().eq_ignore_ascii_case("last_insert_id")
@@ -215,7 +206,7 @@ impl Walk {
     }
 }
 
-impl Visitor for Walk {
+impl Visitor for Walk<'_> {
     type Break = ClassifyError;
 
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<ClassifyError> {
@@ -223,7 +214,6 @@ impl Visitor for Walk {
             Ok(base) => base,
             Err(error) => return ControlFlow::Break(error),
         };
-        let runs = self.frames.last().is_none_or(|f| f.runs_nested);
         let nested = !self.frames.is_empty();
         for node in &base.target_nodes {
             self.handled.push(*node as *const ObjectName);
@@ -235,8 +225,8 @@ impl Visitor for Walk {
             .map(|n| TableName::from_object_name(n, dialect))
             .chain(base.other_targets)
             .collect();
-        if runs {
-            if !self.verbs.contains(&base.verb) {
+        {
+            if !base.verb.is_empty() && !self.verbs.contains(&base.verb) {
                 self.verbs.push(base.verb);
             }
             for table in targets {
@@ -257,18 +247,11 @@ impl Visitor for Walk {
                 );
             }
             self.escalate(base.category, base.reason);
-        } else {
-            // Under a plain EXPLAIN nothing runs: its tables are only looked at.
-            for table in targets {
-                self.read(table);
-            }
         }
         for table in base.other_reads {
             self.read(table);
         }
         self.frames.push(Frame {
-            runs,
-            runs_nested: runs && base.runs_nested,
             query_depth: self.query_depth,
             targets: base.targets,
         });
@@ -308,7 +291,7 @@ impl Visitor for Walk {
                 visible: 0,
             });
         }
-        if !query.locks.is_empty() && self.runs() {
+        if !query.locks.is_empty() {
             self.flags.insert(Flag::LockingClause);
             self.escalate(
                 Category::Write,
@@ -340,9 +323,6 @@ impl Visitor for Walk {
         let Some(into) = &select.into else {
             return ControlFlow::Continue(());
         };
-        if !self.runs() {
-            return ControlFlow::Continue(());
-        }
         self.flags.insert(Flag::SelectInto);
         let variables_only = into.targets.iter().all(|t| match t {
             Expr::Identifier(ident) => ident.value.starts_with('@'),
@@ -411,11 +391,20 @@ impl Visitor for Walk {
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<ClassifyError> {
         match expr {
+            // sqlparser reads PostgreSQL's `SELECT INTO new_table FROM t` (no columns) as a
+            // column named INTO: a reserved word is never a bare column name, so refuse it.
+            Expr::Identifier(ident)
+                if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("into") =>
+            {
+                return ControlFlow::Break(ClassifyError::Unsupported(
+                    "not supported: SELECT INTO without a column list".into(),
+                ));
+            }
             Expr::Function(function) => self.call(&function.name, Some(function)),
             Expr::BinaryOp {
                 op: BinaryOperator::Assignment,
                 ..
-            } if self.runs() => {
+            } => {
                 self.flags.insert(Flag::VariableAssignment);
                 self.escalate(
                     Category::Session,
@@ -425,7 +414,7 @@ impl Visitor for Walk {
             Expr::BinaryOp {
                 op: BinaryOperator::PGCustomBinaryOperator(parts),
                 ..
-            } if self.runs() => {
+            } => {
                 self.escalate(
                     Category::Unknown,
                     Some(format!(

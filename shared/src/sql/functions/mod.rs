@@ -11,7 +11,7 @@
 
 mod side_effects;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::LazyLock;
 
 use sqlparser::ast::{ObjectName, ObjectNamePart};
@@ -32,7 +32,9 @@ pub(crate) enum FunctionKind {
 /// Function-like forms that are SQL syntax in every dialect rather than catalog functions.
 const SYNTAX: &[&str] = &[
     "coalesce", "nullif", "greatest", "least", "grouping", "row", "array", "exists", "cast",
-    "extract", "position", "substring", "trim", "overlay", "treat", "values",
+    "extract", "position", "substring", "trim", "overlay", "treat", "values", "xmlparse",
+    "xmlelement", "xmlforest", "xmlpi", "xmlroot", "xmlserialize", "xmlconcat", "xmlattributes",
+    "normalize",
 ];
 
 static POSTGRES_PURE: LazyLock<HashSet<&'static str>> =
@@ -70,8 +72,14 @@ static SIDE_EFFECTS: LazyLock<SideEffectIndex> = LazyLock::new(|| {
     index
 });
 
-/// Looks up a called function by its (possibly qualified) name.
-pub(crate) fn lookup(name: &ObjectName, dialect: Dialect) -> FunctionKind {
+/// Looks up a called function by its (possibly qualified) name. `declared_pure` holds names the
+/// caller vouches for (lower case, `function` or `schema.function`); it cannot override a known
+/// side effect.
+pub(crate) fn lookup(
+    name: &ObjectName,
+    dialect: Dialect,
+    declared_pure: &BTreeSet<String>,
+) -> FunctionKind {
     let mut parts = name.0.iter().map(|part| match part {
         ObjectNamePart::Identifier(ident) => Some(ident.value.to_ascii_lowercase()),
         ObjectNamePart::Function(_) => None,
@@ -83,6 +91,15 @@ pub(crate) fn lookup(name: &ObjectName, dialect: Dialect) -> FunctionKind {
     };
     if let Some(kind) = side_effect(&base, dialect) {
         return kind;
+    }
+    if !declared_pure.is_empty() {
+        let full = match &qualifier {
+            Some(schema) => format!("{schema}.{base}"),
+            None => base.clone(),
+        };
+        if declared_pure.contains(&full) {
+            return FunctionKind::Pure;
+        }
     }
     // A schema-qualified call resolves to the built-in only through the system catalog.
     let builtin_schema = match (dialect, qualifier.as_deref()) {
@@ -130,6 +147,10 @@ mod tests {
     use super::*;
     use sqlparser::ast::Ident;
 
+    fn lookup(name: &ObjectName, dialect: Dialect) -> FunctionKind {
+        super::lookup(name, dialect, &BTreeSet::new())
+    }
+
     fn name(parts: &[&str]) -> ObjectName {
         ObjectName::from(parts.iter().map(|p| Ident::new(*p)).collect::<Vec<_>>())
     }
@@ -167,6 +188,17 @@ mod tests {
         assert_eq!(lookup(&name(&["a", "b", "lower"]), Dialect::Postgres), FunctionKind::Unknown);
         // pg_sleep is not a MySQL function: unknown there, never pure.
         assert_eq!(lookup(&name(&["pg_sleep"]), Dialect::Mysql), FunctionKind::Unknown);
+    }
+
+    #[test]
+    fn declared_pure_functions_are_pure_but_cannot_hide_side_effects() {
+        let declared: BTreeSet<String> =
+            ["my_func".to_string(), "app.fmt_money".to_string(), "pg_sleep".to_string()].into();
+        let look = |parts: &[&str]| super::lookup(&name(parts), Dialect::Postgres, &declared);
+        assert_eq!(look(&["my_func"]), FunctionKind::Pure);
+        assert_eq!(look(&["APP", "fmt_money"]), FunctionKind::Pure);
+        assert_eq!(look(&["other", "fmt_money"]), FunctionKind::Unknown);
+        assert!(matches!(look(&["pg_sleep"]), FunctionKind::SideEffect(..)));
     }
 
     #[test]

@@ -1,0 +1,65 @@
+//! The `countersign` command line: classify SQL, check and test policies.
+//!
+//! Layout:
+//! - `sql_cmd`: `countersign sql classify`, text, JSON and JSON Lines output.
+//! - `policy_cmd`: `countersign policy check` and `countersign policy test`.
+//!
+//! Exit codes: 0 success (or "allow"), 1 "needs approval" or a failed check, 2 "deny",
+//! 3 usage errors, 4 unreadable or invalid files.
+#![forbid(unsafe_code)]
+
+mod policy_cmd;
+mod sql_cmd;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for usage errors (bad flags, unknown dialect).
+pub const EXIT_USAGE: u8 = 3;
+/// Exit status for files that cannot be read or are invalid.
+pub const EXIT_FILE: u8 = 4;
+
+#[derive(Parser)]
+#[command(name = "countersign", version, about = "Run SQL against production from chat, safely.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with SQL text.
+    #[command(subcommand)]
+    Sql(sql_cmd::SqlCommand),
+    /// Check and test policies.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+}
+
+/// Runs the CLI with the given arguments (the first is the program name) and returns its exit
+/// status.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Sql(command) => sql_cmd::run(command),
+        Command::Policy(command) => policy_cmd::run(command),
+    }
+}
+
+/// Prints an error with its causes to stderr, in the form `countersign: error: ...`.
+pub(crate) fn report(error: &anyhow::Error) {
+    eprintln!("countersign: error: {error:#}");
+}

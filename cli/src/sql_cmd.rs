@@ -1,0 +1,182 @@
+//! `countersign sql classify`: what a statement does, as text, JSON or JSON Lines.
+
+use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+use countersign_shared::sql::{
+    classify, Classification, ClassifyOptions, Dialect, DEFAULT_MAX_INPUT_BYTES,
+};
+
+/// SQL subcommands.
+#[derive(Subcommand)]
+pub(crate) enum SqlCommand {
+    /// Classify SQL read from standard input (or given as an argument).
+    ///
+    /// Exit status: 0 when the input was classified, 1 when it could not be (text and json
+    /// formats), 3 on usage errors, 4 when the input cannot be read.
+    Classify {
+        /// The target's dialect: postgres, mysql, sqlite or generic.
+        #[arg(long, default_value = "postgres", value_parser = parse_dialect)]
+        dialect: Dialect,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Input: plain SQL, or JSON Lines with a field `sql` on each line (output is then one
+        /// JSON object per input line, in order).
+        #[arg(long, value_enum, default_value_t = Input::Sql)]
+        input: Input,
+        /// Refuse SQL larger than this many bytes.
+        #[arg(long, default_value_t = DEFAULT_MAX_INPUT_BYTES)]
+        max_bytes: usize,
+        /// The SQL; read from standard input when absent.
+        sql: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Input {
+    Sql,
+    Jsonl,
+}
+
+fn parse_dialect(name: &str) -> Result<Dialect, String> {
+    Dialect::parse(name).ok_or_else(|| {
+        format!("unknown dialect '{name}': expected one of postgres, mysql, sqlite, generic")
+    })
+}
+
+pub(crate) fn run(command: SqlCommand) -> ExitCode {
+    match command {
+        SqlCommand::Classify {
+            dialect,
+            format,
+            input,
+            max_bytes,
+            sql,
+        } => {
+            let options = ClassifyOptions {
+                max_input_bytes: max_bytes,
+                ..ClassifyOptions::default()
+            };
+            let result = match input {
+                Input::Sql => classify_text(sql, dialect, format, &options),
+                Input::Jsonl => classify_jsonl(sql, dialect, &options).map(|()| ExitCode::SUCCESS),
+            };
+            result.unwrap_or_else(|error| {
+                crate::report(&error);
+                ExitCode::from(crate::EXIT_FILE)
+            })
+        }
+    }
+}
+
+fn classify_text(
+    sql: Option<String>,
+    dialect: Dialect,
+    format: Format,
+    options: &ClassifyOptions,
+) -> anyhow::Result<ExitCode> {
+    let sql = match sql {
+        Some(sql) if sql != "-" => sql,
+        _ => {
+            let mut text = String::new();
+            io::stdin()
+                .read_to_string(&mut text)
+                .context("failed to read SQL from standard input")?;
+            text
+        }
+    };
+    let classification = classify(&sql, dialect, options);
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &classification.to_json())?;
+            writeln!(out)?;
+        }
+        Format::Text => write_text(&mut out, &classification)?,
+    }
+    Ok(if classification.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Writes a classification for a person to read.
+pub(crate) fn write_text(out: &mut impl Write, c: &Classification) -> io::Result<()> {
+    if let Some(error) = &c.error {
+        writeln!(out, "category: unknown")?;
+        writeln!(out, "error: {error}")?;
+        return Ok(());
+    }
+    writeln!(out, "category: {}", c.category)?;
+    for (i, s) in c.statements.iter().enumerate() {
+        writeln!(out, "statement {}: {}", i + 1, s.category)?;
+        writeln!(out, "  verbs: {}", s.verbs.join(", "))?;
+        let list = |tables: &[countersign_shared::sql::TableName]| {
+            if tables.is_empty() {
+                "-".to_string()
+            } else {
+                tables.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+            }
+        };
+        writeln!(out, "  tables read: {}", list(&s.tables_read))?;
+        writeln!(out, "  tables written: {}", list(&s.tables_written))?;
+        if let Some(has_where) = s.has_where {
+            writeln!(out, "  where: {}", if has_where { "yes" } else { "no" })?;
+        }
+        if !s.flags.is_empty() {
+            let flags: Vec<&str> = s.flags.iter().map(|f| f.as_str()).collect();
+            writeln!(out, "  flags: {}", flags.join(", "))?;
+        }
+        for reason in &s.reasons {
+            writeln!(out, "  why: {reason}")?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct JsonlLine {
+    sql: String,
+}
+
+fn classify_jsonl(
+    path_or_dash: Option<String>,
+    dialect: Dialect,
+    options: &ClassifyOptions,
+) -> anyhow::Result<()> {
+    let reader: Box<dyn BufRead> = match path_or_dash.as_deref() {
+        None | Some("-") => Box::new(io::stdin().lock()),
+        Some(path) => Box::new(io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("failed to open {path}"))?,
+        )),
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    for (index, line) in reader.lines().enumerate() {
+        let line = line.context("failed to read JSON Lines input")?;
+        let value = match serde_json::from_str::<JsonlLine>(&line) {
+            Ok(JsonlLine { sql }) => classify(&sql, dialect, options).to_json(),
+            Err(error) => serde_json::json!({
+                "ok": false,
+                "error": format!("line {}: expected a JSON object with a string field \"sql\": {error}", index + 1),
+                "category": "unknown",
+                "statements": [],
+            }),
+        };
+        serde_json::to_writer(&mut out, &value)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush().context("failed to write output")?;
+    Ok(())
+}
