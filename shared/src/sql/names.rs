@@ -53,6 +53,14 @@ impl TableName {
     }
 }
 
+/// True for a relation sqlparser named `ONLY`: it reads `FROM ONLY t` as a table named ONLY
+/// with the alias `t`. ONLY is reserved, so an unquoted relation of that name is never a table.
+pub(crate) fn is_only_keyword(name: &ObjectName) -> bool {
+    matches!(name.0.as_slice(),
+        [ObjectNamePart::Identifier(ident)]
+            if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("only"))
+}
+
 fn fold(ident: &Ident, dialect: Dialect) -> String {
     dialect.fold_identifier(&ident.value, ident.quote_style.is_some())
 }

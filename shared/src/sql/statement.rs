@@ -7,10 +7,10 @@
 
 use sqlparser::ast::{
     CopySource, CopyTarget, Delete, Expr, FromTable, GrantObjects, Insert, ObjectName, ObjectType,
-    Set, SetExpr, Statement, TableFactor, TableObject, TableWithJoins, Update, Value,
+    Set, SetExpr, Statement, TableFactor, TableObject, Update, Value,
 };
 
-use super::names::TableName;
+use super::names::{is_only_keyword, TableName};
 use super::{Category, ClassifyError, Dialect, Flag};
 
 /// How relations named directly by a statement (outside any query inside it) are counted.
@@ -33,8 +33,8 @@ pub(crate) struct Base<'a> {
     pub verb: String,
     /// Why the category is what it is.
     pub reason: Option<String>,
-    /// Written tables whose names the walk will meet: counted as written, not read.
-    pub target_nodes: Vec<&'a ObjectName>,
+    /// Written tables whose name nodes the walk will meet: counted as written, not read.
+    pub target_nodes: Vec<(&'a ObjectName, TableName)>,
     /// Written tables the walk does not meet (sqlparser does not visit them as relations).
     pub other_targets: Vec<TableName>,
     /// Read tables the walk does not meet.
@@ -84,16 +84,13 @@ pub(crate) fn base(statement: &Statement, dialect: Dialect) -> Result<Base<'_>, 
     let d = dialect;
     Ok(match statement {
         Statement::Query(query) => Base::new(Read, query_verb(&query.body)),
-        Statement::Insert(insert) => insert_base(insert),
-        Statement::Update(update) => update_base(update)?,
+        Statement::Insert(insert) => insert_base(insert, d),
+        Statement::Update(update) => update_base(update, d)?,
         Statement::Delete(delete) => delete_base(delete, d)?,
         Statement::Merge(merge) => {
             let mut b = Base::new(Write, "MERGE");
             b.targets = Targets::Listed;
-            match &merge.table {
-                TableFactor::Table { name, .. } => b.target_nodes.push(name),
-                _ => return Err(unsupported("MERGE into something other than a table")),
-            }
+            push_table_targets(&mut b, std::slice::from_ref(&merge.table), d)?;
             b
         }
         Statement::Copy {
@@ -289,12 +286,14 @@ fn query_verb(body: &SetExpr) -> &'static str {
     }
 }
 
-fn insert_base(insert: &Insert) -> Base<'_> {
+fn insert_base(insert: &Insert, d: Dialect) -> Base<'_> {
     let verb = if insert.replace_into { "REPLACE" } else { "INSERT" };
     let mut b = Base::new(Category::Write, verb);
     b.targets = Targets::Listed;
     match &insert.table {
-        TableObject::TableName(name) => b.target_nodes.push(name),
+        TableObject::TableName(name) => b
+            .target_nodes
+            .push((name, TableName::from_object_name(name, d))),
         other => b
             .other_targets
             .push(TableName::from_parts(vec![other.to_string()])),
@@ -305,11 +304,13 @@ fn insert_base(insert: &Insert) -> Base<'_> {
     b
 }
 
-fn update_base(update: &Update) -> Result<Base<'_>, ClassifyError> {
+fn update_base(update: &Update, d: Dialect) -> Result<Base<'_>, ClassifyError> {
     let mut b = Base::new(Category::Write, "UPDATE");
     b.targets = Targets::Listed;
     // MySQL's multi-table UPDATE may write any joined table: all of them are targets.
-    push_table_targets(&mut b, std::slice::from_ref(&update.table))?;
+    let factors = std::iter::once(&update.table.relation)
+        .chain(update.table.joins.iter().map(|j| &j.relation));
+    push_table_targets(&mut b, factors, d)?;
     b.has_where = Some(update.selection.is_some());
     if update.returning.is_some() {
         b.flags.push(Flag::Returning);
@@ -325,7 +326,10 @@ fn delete_base(delete: &Delete, d: Dialect) -> Result<Base<'_>, ClassifyError> {
     };
     // `DELETE t1 FROM t1 JOIN t2` (MySQL) names its targets, perhaps by alias; every table in
     // FROM is counted as written, which over-reports rather than misses.
-    push_table_targets(&mut b, from)?;
+    let factors = from
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
+    push_table_targets(&mut b, factors, d)?;
     let aliases: Vec<String> = from
         .iter()
         .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
@@ -351,16 +355,32 @@ fn delete_base(delete: &Delete, d: Dialect) -> Result<Base<'_>, ClassifyError> {
 
 fn push_table_targets<'a>(
     b: &mut Base<'a>,
-    tables: &'a [TableWithJoins],
+    factors: impl IntoIterator<Item = &'a TableFactor>,
+    d: Dialect,
 ) -> Result<(), ClassifyError> {
-    for table in tables {
-        for factor in std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation))
-        {
-            if let TableFactor::Table { name, args: None, .. } = factor {
-                b.target_nodes.push(name);
-            } else if matches!(factor, TableFactor::Table { .. }) {
-                return Err(unsupported("writing through a table function"));
+    for factor in factors {
+        match factor {
+            TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } => {
+                let table = if is_only_keyword(name) {
+                    match alias {
+                        Some(alias) if !alias.explicit => TableName::from_ident(&alias.name, d),
+                        _ => return Err(unsupported("this form of ONLY; write `ONLY table_name`")),
+                    }
+                } else {
+                    TableName::from_object_name(name, d)
+                };
+                b.target_nodes.push((name, table));
             }
+            TableFactor::Table { .. } => {
+                return Err(unsupported("writing through a table function"))
+            }
+            // A derived table or join in a write target: its own relations are walked.
+            _ => {}
         }
     }
     Ok(())
@@ -383,7 +403,8 @@ fn copy_base<'a>(
         let mut b = Base::new(Category::Admin, "COPY FROM")
             .because("COPY FROM reads a file or runs a program on the database server");
         if let CopySource::Table { table_name, .. } = source {
-            b.target_nodes.push(table_name);
+            b.target_nodes
+                .push((table_name, TableName::from_object_name(table_name, d)));
         }
         return Ok(b);
     }

@@ -14,7 +14,7 @@ use sqlparser::ast::{
 };
 
 use super::functions::{self, FunctionKind};
-use super::names::TableName;
+use super::names::{is_only_keyword, TableName};
 use super::statement::{self, Targets};
 use super::{Category, ClassifyError, Dialect, Flag, StatementClass};
 
@@ -215,16 +215,12 @@ impl Visitor for Walk<'_> {
             Err(error) => return ControlFlow::Break(error),
         };
         let nested = !self.frames.is_empty();
-        for node in &base.target_nodes {
-            self.handled.push(*node as *const ObjectName);
+        let mut targets = Vec::with_capacity(base.target_nodes.len() + base.other_targets.len());
+        for (node, table) in base.target_nodes {
+            self.handled.push(node as *const ObjectName);
+            targets.push(table);
         }
-        let dialect = self.dialect;
-        let targets: Vec<TableName> = base
-            .target_nodes
-            .iter()
-            .map(|n| TableName::from_object_name(n, dialect))
-            .chain(base.other_targets)
-            .collect();
+        targets.extend(base.other_targets);
         {
             if !base.verb.is_empty() && !self.verbs.contains(&base.verb) {
                 self.verbs.push(base.verb);
@@ -354,7 +350,10 @@ impl Visitor for Walk<'_> {
             TableFactor::Table {
                 name, alias, args, ..
             } => {
-                if is_only_keyword(name) {
+                let ptr = name as *const ObjectName;
+                if self.handled.iter().any(|h| std::ptr::eq(*h, ptr)) {
+                    // A write target, already counted.
+                } else if is_only_keyword(name) {
                     // sqlparser reads `FROM ONLY t` as a table named ONLY with alias t.
                     self.handled.push(name as *const ObjectName);
                     match (alias, args) {
@@ -427,12 +426,6 @@ impl Visitor for Walk<'_> {
         }
         ControlFlow::Continue(())
     }
-}
-
-fn is_only_keyword(name: &ObjectName) -> bool {
-    matches!(name.0.as_slice(),
-        [ObjectNamePart::Identifier(ident)]
-            if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("only"))
 }
 
 fn has_arguments(args: &FunctionArguments) -> bool {
