@@ -22,7 +22,11 @@ pub const EXIT_USAGE: u8 = 3;
 pub const EXIT_FILE: u8 = 4;
 
 #[derive(Parser)]
-#[command(name = "countersign", version, about = "Run SQL against production from chat, safely.")]
+#[command(
+    name = "countersign",
+    version,
+    about = "Run SQL against production from chat, safely."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

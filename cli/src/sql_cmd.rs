@@ -126,7 +126,11 @@ pub(crate) fn write_text(out: &mut impl Write, c: &Classification) -> io::Result
             if tables.is_empty() {
                 "-".to_string()
             } else {
-                tables.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+                tables
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         };
         writeln!(out, "  tables read: {}", list(&s.tables_read))?;

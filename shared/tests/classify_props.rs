@@ -10,11 +10,68 @@ fn dialect() -> impl Strategy<Value = Dialect> {
 
 /// Words and punctuation that SQL is made of, to build token soup that gets past the tokenizer.
 const VOCABULARY: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "WITH", "AS", "DELETE", "UPDATE", "INSERT", "INTO", "VALUES", "SET",
-    "EXPLAIN", "ANALYZE", "PREPARE", "EXECUTE", "FOR", "SHARE", "ONLY", "TABLE", "DROP", "CREATE",
-    "GRANT", "COPY", "STDIN", "RETURNING", "UNION", "JOIN", "ON", "AND", "OR", "NOT", "(", ")",
-    ",", ";", "*", "=", "+", "-", "1", "'x'", "t", "u", "\"Q\"", "`b`", "--", "/*", "*/", "\n",
-    "pg_sleep", "nextval", "lower", "count", "$$", "$1", "::", "[", "]", "@x", ":=", "/*!", "#",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "WITH",
+    "AS",
+    "DELETE",
+    "UPDATE",
+    "INSERT",
+    "INTO",
+    "VALUES",
+    "SET",
+    "EXPLAIN",
+    "ANALYZE",
+    "PREPARE",
+    "EXECUTE",
+    "FOR",
+    "SHARE",
+    "ONLY",
+    "TABLE",
+    "DROP",
+    "CREATE",
+    "GRANT",
+    "COPY",
+    "STDIN",
+    "RETURNING",
+    "UNION",
+    "JOIN",
+    "ON",
+    "AND",
+    "OR",
+    "NOT",
+    "(",
+    ")",
+    ",",
+    ";",
+    "*",
+    "=",
+    "+",
+    "-",
+    "1",
+    "'x'",
+    "t",
+    "u",
+    "\"Q\"",
+    "`b`",
+    "--",
+    "/*",
+    "*/",
+    "\n",
+    "pg_sleep",
+    "nextval",
+    "lower",
+    "count",
+    "$$",
+    "$1",
+    "::",
+    "[",
+    "]",
+    "@x",
+    ":=",
+    "/*!",
+    "#",
 ];
 
 fn token_soup() -> impl Strategy<Value = String> {
@@ -54,7 +111,8 @@ fn disguised_write() -> impl Strategy<Value = String> {
 
 /// Comments and whitespace that may stand between any two tokens.
 fn filler() -> impl Strategy<Value = String> {
-    prop::sample::select(vec![" ", "\n", "\t", " /* c */ ", " -- c\n", "  "]).prop_map(str::to_string)
+    prop::sample::select(vec![" ", "\n", "\t", " /* c */ ", " -- c\n", "  "])
+        .prop_map(str::to_string)
 }
 
 proptest! {

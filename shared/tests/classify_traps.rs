@@ -30,7 +30,9 @@ fn assert_not_read(c: &Classification) {
 
 #[test]
 fn a_plain_select_is_a_read_with_its_tables() {
-    let c = pg("SELECT o.id, u.name FROM public.orders o JOIN Users u ON u.id = o.user_id WHERE o.id = 42");
+    let c = pg(
+        "SELECT o.id, u.name FROM public.orders o JOIN Users u ON u.id = o.user_id WHERE o.id = 42",
+    );
     let s = only(&c);
     assert_eq!(c.category, Category::Read);
     assert_eq!(s.verbs, ["SELECT"]);
@@ -151,29 +153,50 @@ fn locking_clauses_are_writes() {
 fn locking_clauses_sqlparser_cannot_read_are_refused() {
     // sqlparser 0.63 knows no FOR NO KEY UPDATE (PostgreSQL) or LOCK IN SHARE MODE (MySQL).
     assert_not_read(&pg("SELECT * FROM orders FOR NO KEY UPDATE"));
-    assert_not_read(&in_dialect(Dialect::Mysql, "SELECT * FROM orders LOCK IN SHARE MODE"));
+    assert_not_read(&in_dialect(
+        Dialect::Mysql,
+        "SELECT * FROM orders LOCK IN SHARE MODE",
+    ));
 }
 
 #[test]
 fn side_effect_functions_are_never_reads() {
     let cases = [
-        ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity", Category::Admin),
+        (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+            Category::Admin,
+        ),
         ("SELECT pg_cancel_backend(123)", Category::Admin),
         ("SELECT pg_read_file('/etc/passwd')", Category::Admin),
         ("SELECT * FROM pg_ls_dir('.')", Category::Admin),
         ("SELECT lo_import('/etc/passwd')", Category::Write),
         ("SELECT lo_export(16384, '/tmp/x')", Category::Admin),
-        ("SELECT query_to_xml('DELETE FROM orders', true, false, '')", Category::Admin),
-        ("SELECT * FROM dblink('host=x', 'DELETE FROM t') AS t(a int)", Category::Admin),
-        ("SELECT set_config('search_path', 'evil', false)", Category::Session),
+        (
+            "SELECT query_to_xml('DELETE FROM orders', true, false, '')",
+            Category::Admin,
+        ),
+        (
+            "SELECT * FROM dblink('host=x', 'DELETE FROM t') AS t(a int)",
+            Category::Admin,
+        ),
+        (
+            "SELECT set_config('search_path', 'evil', false)",
+            Category::Session,
+        ),
         ("SELECT nextval('orders_id_seq')", Category::Write),
         ("SELECT setval('orders_id_seq', 1)", Category::Write),
         ("SELECT pg_advisory_lock(1)", Category::Session),
         ("SELECT pg_sleep(100)", Category::Session),
         ("SELECT * FROM pg_sleep(100)", Category::Session),
         ("SELECT pg_catalog.pg_reload_conf()", Category::Admin),
-        ("SELECT table_to_xml('salaries', true, false, '')", Category::Admin),
-        ("SELECT id FROM orders WHERE pg_notify('ch', 'x') IS NOT NULL", Category::Write),
+        (
+            "SELECT table_to_xml('salaries', true, false, '')",
+            Category::Admin,
+        ),
+        (
+            "SELECT id FROM orders WHERE pg_notify('ch', 'x') IS NOT NULL",
+            Category::Write,
+        ),
     ];
     for (sql, category) in cases {
         let c = pg(sql);
@@ -186,7 +209,12 @@ fn side_effect_functions_are_never_reads() {
 
 #[test]
 fn mysql_and_sqlite_side_effect_functions_are_never_reads() {
-    for sql in ["SELECT SLEEP(10)", "SELECT GET_LOCK('x', 10)", "SELECT LOAD_FILE('/etc/passwd')", "SELECT BENCHMARK(1000000, MD5('x'))"] {
+    for sql in [
+        "SELECT SLEEP(10)",
+        "SELECT GET_LOCK('x', 10)",
+        "SELECT LOAD_FILE('/etc/passwd')",
+        "SELECT BENCHMARK(1000000, MD5('x'))",
+    ] {
         assert_not_read(&in_dialect(Dialect::Mysql, sql));
     }
     assert_eq!(
@@ -205,7 +233,11 @@ fn unknown_functions_fail_closed_unless_declared_pure() {
 
     let mut options = ClassifyOptions::default();
     options.pure_functions.insert("my_schema.do_things".into());
-    let c = classify("SELECT my_schema.do_things(id) FROM orders", Dialect::Postgres, &options);
+    let c = classify(
+        "SELECT my_schema.do_things(id) FROM orders",
+        Dialect::Postgres,
+        &options,
+    );
     assert!(c.is_read());
 }
 
@@ -215,8 +247,16 @@ fn builtin_functions_keep_a_read_a_read() {
     assert!(pg("SELECT row_number() OVER (PARTITION BY a ORDER BY b) FROM t").is_read());
     assert!(pg("SELECT * FROM generate_series(1, 10) g").is_read());
     assert!(pg("SELECT pg_catalog.now()").is_read());
-    assert!(in_dialect(Dialect::Mysql, "SELECT DATE_FORMAT(NOW(), '%Y'), IFNULL(a, 0), GROUP_CONCAT(b) FROM t GROUP BY c").is_read());
-    assert!(in_dialect(Dialect::Sqlite, "SELECT strftime('%Y', created), ifnull(a, 0), group_concat(b) FROM t").is_read());
+    assert!(in_dialect(
+        Dialect::Mysql,
+        "SELECT DATE_FORMAT(NOW(), '%Y'), IFNULL(a, 0), GROUP_CONCAT(b) FROM t GROUP BY c"
+    )
+    .is_read());
+    assert!(in_dialect(
+        Dialect::Sqlite,
+        "SELECT strftime('%Y', created), ifnull(a, 0), group_concat(b) FROM t"
+    )
+    .is_read());
 }
 
 #[test]
@@ -241,12 +281,28 @@ fn from_only_with_parentheses_is_refused() {
 #[test]
 fn tables_of_drop_grant_vacuum_copy_truncate_are_named() {
     let cases: [(&str, Category, &[&str]); 6] = [
-        ("DROP TABLE orders, public.users", Category::Ddl, &["orders", "public.users"]),
-        ("GRANT SELECT ON payroll TO intern", Category::Privilege, &["payroll"]),
-        ("REVOKE ALL ON TABLE payroll FROM intern", Category::Privilege, &["payroll"]),
+        (
+            "DROP TABLE orders, public.users",
+            Category::Ddl,
+            &["orders", "public.users"],
+        ),
+        (
+            "GRANT SELECT ON payroll TO intern",
+            Category::Privilege,
+            &["payroll"],
+        ),
+        (
+            "REVOKE ALL ON TABLE payroll FROM intern",
+            Category::Privilege,
+            &["payroll"],
+        ),
         ("VACUUM FULL orders", Category::Admin, &["orders"]),
         ("TRUNCATE orders", Category::Ddl, &["orders"]),
-        ("COPY orders FROM '/tmp/orders.csv'", Category::Admin, &["orders"]),
+        (
+            "COPY orders FROM '/tmp/orders.csv'",
+            Category::Admin,
+            &["orders"],
+        ),
     ];
     for (sql, category, written) in cases {
         let c = pg(sql);
@@ -269,10 +325,16 @@ fn table_functions_are_not_tables() {
 #[test]
 fn unquoted_names_fold_as_the_target_folds_them() {
     let c = pg(r#"SELECT * FROM Public.Orders JOIN "MixedCase" ON true"#);
-    assert_eq!(tables(&only(&c).tables_read), ["public.orders", "MixedCase"]);
+    assert_eq!(
+        tables(&only(&c).tables_read),
+        ["public.orders", "MixedCase"]
+    );
     let c = in_dialect(Dialect::Mysql, "SELECT * FROM Orders JOIN `Users` ON true");
     assert_eq!(tables(&only(&c).tables_read), ["Orders", "Users"]);
-    let c = in_dialect(Dialect::Sqlite, r#"SELECT * FROM Orders JOIN "Users" ON true"#);
+    let c = in_dialect(
+        Dialect::Sqlite,
+        r#"SELECT * FROM Orders JOIN "Users" ON true"#,
+    );
     assert_eq!(tables(&only(&c).tables_read), ["orders", "users"]);
 }
 
@@ -294,7 +356,10 @@ fn cte_names_hide_only_where_they_are_in_scope() {
 
 #[test]
 fn copy_from_stdin_is_refused_so_nothing_hides_behind_it() {
-    for sql in ["COPY orders FROM STDIN", "COPY orders FROM STDIN; DROP TABLE orders"] {
+    for sql in [
+        "COPY orders FROM STDIN",
+        "COPY orders FROM STDIN; DROP TABLE orders",
+    ] {
         let c = pg(sql);
         assert!(!c.is_ok(), "{sql}");
         assert_eq!(c.category, Category::Unknown);
@@ -303,7 +368,14 @@ fn copy_from_stdin_is_refused_so_nothing_hides_behind_it() {
 
 #[test]
 fn empty_and_comment_only_input_is_refused() {
-    for sql in ["", "   \n\t", "-- just a comment", "/* block */", ";", " ; ; "] {
+    for sql in [
+        "",
+        "   \n\t",
+        "-- just a comment",
+        "/* block */",
+        ";",
+        " ; ; ",
+    ] {
         let c = pg(sql);
         assert_eq!(c.error, Some(ClassifyError::Empty), "{sql:?}");
         assert_eq!(c.category, Category::Unknown);
@@ -320,7 +392,11 @@ fn executable_comments_are_refused_in_every_dialect() {
             "SELECT 1 /*m!100000 x */",
         ] {
             let c = in_dialect(dialect, sql);
-            assert_eq!(c.error, Some(ClassifyError::ExecutableComment), "{dialect}: {sql}");
+            assert_eq!(
+                c.error,
+                Some(ClassifyError::ExecutableComment),
+                "{dialect}: {sql}"
+            );
         }
     }
 }
@@ -344,7 +420,10 @@ fn nested_block_comments_follow_the_dialect() {
     let c = pg("/* outer /* inner */ DROP TABLE orders; */ SELECT 1");
     assert!(c.is_read());
     // MySQL does not: the DROP is real SQL.
-    let c = in_dialect(Dialect::Mysql, "/* outer /* inner */ DROP TABLE orders; /* */ SELECT 1");
+    let c = in_dialect(
+        Dialect::Mysql,
+        "/* outer /* inner */ DROP TABLE orders; /* */ SELECT 1",
+    );
     assert_not_read(&c);
 }
 
@@ -354,7 +433,10 @@ fn multi_statement_input_is_flagged_and_summarised_by_its_worst_part() {
     assert!(c.is_ok());
     assert_eq!(c.statements.len(), 2);
     assert_eq!(c.category, Category::Write);
-    assert!(c.statements.iter().all(|s| s.flags.contains(&Flag::MultiStatement)));
+    assert!(c
+        .statements
+        .iter()
+        .all(|s| s.flags.contains(&Flag::MultiStatement)));
     // COMMIT; DROP inside what looks like one read: still two statements.
     let c = pg("SELECT 1; COMMIT; DROP TABLE orders");
     assert_eq!(c.statements.len(), 3);
@@ -365,9 +447,15 @@ fn multi_statement_input_is_flagged_and_summarised_by_its_worst_part() {
 fn oversized_input_is_refused_before_parsing() {
     let sql = format!("SELECT '{}'", "x".repeat(70_000));
     let c = pg(&sql);
-    assert!(matches!(c.error, Some(ClassifyError::TooLarge { max: 65536, .. })));
+    assert!(matches!(
+        c.error,
+        Some(ClassifyError::TooLarge { max: 65536, .. })
+    ));
     let message = c.error.expect("error").to_string();
-    assert!(message.contains("over the limit of 65536 bytes"), "{message}");
+    assert!(
+        message.contains("over the limit of 65536 bytes"),
+        "{message}"
+    );
 
     let options = ClassifyOptions {
         max_input_bytes: 10,
@@ -381,7 +469,10 @@ fn unparseable_input_is_unknown_with_the_parsers_reason() {
     let c = pg("SELEC * FROM orders");
     assert_eq!(c.category, Category::Unknown);
     let message = c.error.expect("error").to_string();
-    assert!(message.starts_with("the SQL could not be parsed"), "{message}");
+    assert!(
+        message.starts_with("the SQL could not be parsed"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -389,7 +480,10 @@ fn statement_kinds_get_their_categories() {
     let cases = [
         ("INSERT INTO orders (id) VALUES (1)", Category::Write),
         ("UPDATE orders SET total = 0 WHERE id = 1", Category::Write),
-        ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", Category::Write),
+        (
+            "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+            Category::Write,
+        ),
         ("CREATE TABLE x (id int)", Category::Ddl),
         ("ALTER TABLE orders ADD COLUMN note text", Category::Ddl),
         ("CREATE INDEX ON orders (created)", Category::Ddl),
@@ -405,21 +499,39 @@ fn statement_kinds_get_their_categories() {
         ("SHOW search_path", Category::Read),
         ("VACUUM", Category::Admin),
         ("ANALYZE orders", Category::Admin),
-        ("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE", Category::Admin),
+        (
+            "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE",
+            Category::Admin,
+        ),
         ("CALL do_things()", Category::Unknown),
         ("NOTIFY channel", Category::Write),
         ("LISTEN channel", Category::Session),
-        ("DECLARE c CURSOR FOR SELECT * FROM orders", Category::Session),
+        (
+            "DECLARE c CURSOR FOR SELECT * FROM orders",
+            Category::Session,
+        ),
     ];
     for (sql, category) in cases {
         let c = pg(sql);
         assert!(c.is_ok(), "{sql}: {:?}", c.error);
         assert_eq!(c.category, category, "{sql}");
     }
-    assert_eq!(in_dialect(Dialect::Mysql, "SET GLOBAL max_connections = 1").category, Category::Admin);
-    assert_eq!(in_dialect(Dialect::Mysql, "SELECT @x := 1").category, Category::Session);
-    assert_eq!(in_dialect(Dialect::Mysql, "SELECT id INTO @x FROM t LIMIT 1").category, Category::Session);
-    assert_eq!(in_dialect(Dialect::Sqlite, "ATTACH DATABASE '/tmp/x.db' AS x").category, Category::Admin);
+    assert_eq!(
+        in_dialect(Dialect::Mysql, "SET GLOBAL max_connections = 1").category,
+        Category::Admin
+    );
+    assert_eq!(
+        in_dialect(Dialect::Mysql, "SELECT @x := 1").category,
+        Category::Session
+    );
+    assert_eq!(
+        in_dialect(Dialect::Mysql, "SELECT id INTO @x FROM t LIMIT 1").category,
+        Category::Session
+    );
+    assert_eq!(
+        in_dialect(Dialect::Sqlite, "ATTACH DATABASE '/tmp/x.db' AS x").category,
+        Category::Admin
+    );
     assert_not_read(&in_dialect(Dialect::Sqlite, "PRAGMA journal_mode = DELETE"));
     assert_not_read(&in_dialect(Dialect::Sqlite, "PRAGMA integrity_check = 5"));
     assert!(in_dialect(Dialect::Sqlite, "PRAGMA integrity_check").is_read());
@@ -448,7 +560,10 @@ fn mysql_multi_table_delete_names_every_table_it_may_write() {
     assert_eq!(s.category, Category::Write);
     let written = tables(&s.tables_written);
     assert!(written.contains(&"orders".to_string()));
-    assert!(!written.contains(&"o".to_string()), "an alias is not a table: {written:?}");
+    assert!(
+        !written.contains(&"o".to_string()),
+        "an alias is not a table: {written:?}"
+    );
 }
 
 /// Runs `f` on a thread with a deliberately small stack, as a tokio worker or a fuzzer would.
@@ -465,14 +580,20 @@ fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 fn deep_and_long_inputs_neither_overflow_nor_panic_even_on_a_small_stack() {
     let inputs = vec![
         format!("SELECT {}", vec!["1"; 30_000].join("+")),
-        format!("SELECT * FROM t WHERE {}", vec!["a = 1"; 6_000].join(" OR ")),
+        format!(
+            "SELECT * FROM t WHERE {}",
+            vec!["a = 1"; 6_000].join(" OR ")
+        ),
         format!("SELECT {}1{}", "(".repeat(5_000), ")".repeat(5_000)),
         format!("SELECT {}1", "NOT ".repeat(10_000)),
         format!("SELECT {}1", "-".repeat(30_000)),
         format!("SELECT a{}", "->b".repeat(15_000)),
         format!("SELECT a{}", "[1]".repeat(15_000)),
         format!("SELECT {}{}", "f(".repeat(5_000), ")".repeat(5_000)),
-        format!("SELECT * FROM {}", vec!["(SELECT * FROM t"; 2_000].join(" JOIN ")),
+        format!(
+            "SELECT * FROM {}",
+            vec!["(SELECT * FROM t"; 2_000].join(" JOIN ")
+        ),
     ];
     for sql in inputs {
         for dialect in Dialect::ALL {

@@ -67,7 +67,11 @@ fn run(file: &str, dialect: Dialect, label: impl Fn(&Value) -> Option<Label>) ->
                 tally.pure_reads += 1;
                 if !c.is_read() {
                     tally.false_alarms += 1;
-                    let flags = c.statements.iter().flat_map(|s| s.flags.iter()).collect::<Vec<_>>();
+                    let flags = c
+                        .statements
+                        .iter()
+                        .flat_map(|s| s.flags.iter())
+                        .collect::<Vec<_>>();
                     let cause = if !c.is_ok() {
                         0
                     } else if flags.contains(&&Flag::UnknownFunction) {
@@ -85,7 +89,11 @@ fn run(file: &str, dialect: Dialect, label: impl Fn(&Value) -> Option<Label>) ->
                             .map(|e| e.to_string())
                             .or_else(|| c.statements.iter().flat_map(|s| s.reasons.clone()).next())
                             .unwrap_or_default();
-                        tally.false_alarm_samples.push(format!("{} | {}", sql.replace('\n', " "), why));
+                        tally.false_alarm_samples.push(format!(
+                            "{} | {}",
+                            sql.replace('\n', " "),
+                            why
+                        ));
                     }
                 }
             }
@@ -150,7 +158,9 @@ fn postgres_label(row: &Value) -> Option<Label> {
     // EXPLAIN ANALYZE runs its statement, and is as safe as that statement: its DML nodes,
     // SELECT INTO and locking clauses are labelled on their own. A pure read explained with
     // ANALYZE is still a read (which is what engineers debugging a slow query need).
-    let hidden_write = row["pg_dml_nodes"].as_array().is_some_and(|a| !a.is_empty())
+    let hidden_write = row["pg_dml_nodes"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
         || bools(row, "pg_select_into")
         || bools(row, "pg_locking");
     if !categories.is_empty() && categories.iter().all(|c| *c == "read") && !hidden_write {
@@ -205,14 +215,22 @@ fn tidb_label(row: &Value) -> Option<Label> {
 
 #[test]
 fn postgres_regression_suite_has_no_unsafe_reads() {
-    if let Some(t) = run("pg_regress_labeled.jsonl", Dialect::Postgres, postgres_label) {
+    if let Some(t) = run(
+        "pg_regress_labeled.jsonl",
+        Dialect::Postgres,
+        postgres_label,
+    ) {
         assert_safe(&t, 100.0);
     }
 }
 
 #[test]
 fn plpgsql_regression_suite_has_no_unsafe_reads() {
-    if let Some(t) = run("plpgsql_regress_labeled.jsonl", Dialect::Postgres, postgres_label) {
+    if let Some(t) = run(
+        "plpgsql_regress_labeled.jsonl",
+        Dialect::Postgres,
+        postgres_label,
+    ) {
         assert_safe(&t, 100.0);
     }
 }
@@ -226,7 +244,11 @@ fn sqlite_tcl_suite_has_no_unsafe_reads() {
 
 #[test]
 fn sqllogictest_sample_has_no_unsafe_reads() {
-    if let Some(t) = run("sqlite_slt_sample_labeled.jsonl", Dialect::Sqlite, sqlite_label) {
+    if let Some(t) = run(
+        "sqlite_slt_sample_labeled.jsonl",
+        Dialect::Sqlite,
+        sqlite_label,
+    ) {
         assert_safe(&t, 100.0);
     }
 }

@@ -94,10 +94,7 @@ pub(crate) fn base(statement: &Statement, dialect: Dialect) -> Result<Base<'_>, 
             b
         }
         Statement::Copy {
-            source,
-            to,
-            target,
-            ..
+            source, to, target, ..
         } => copy_base(source, *to, target, d)?,
         Statement::Truncate(t) => {
             Base::new(Ddl, "TRUNCATE").with_targets(t.table_names.iter().map(|t| &t.name), d)
@@ -222,10 +219,8 @@ pub(crate) fn base(statement: &Statement, dialect: Dialect) -> Result<Base<'_>, 
         Statement::AlterTable(..) => Base::new(Ddl, "ALTER TABLE"),
         Statement::AlterIndex { .. } => Base::new(Ddl, "ALTER INDEX"),
         Statement::AlterView { .. } => Base::new(Ddl, "ALTER VIEW"),
-        Statement::RenameTable(renames) => Base::new(Ddl, "RENAME TABLE").with_targets(
-            renames.iter().flat_map(|r| [&r.old_name, &r.new_name]),
-            d,
-        ),
+        Statement::RenameTable(renames) => Base::new(Ddl, "RENAME TABLE")
+            .with_targets(renames.iter().flat_map(|r| [&r.old_name, &r.new_name]), d),
         Statement::Comment { .. } => Base::new(Ddl, "COMMENT"),
         Statement::CreateServer(..)
         | Statement::CreateConnector(..)
@@ -266,9 +261,8 @@ pub(crate) fn base(statement: &Statement, dialect: Dialect) -> Result<Base<'_>, 
         | Statement::CreateType { .. } => Base::new(Ddl, &leading_words(statement, 2)),
 
         // Procedural code and indirection: what runs is not visible here.
-        Statement::Call(..) => {
-            Base::new(Unknown, "CALL").because("CALL runs a procedure whose effects are not visible")
-        }
+        Statement::Call(..) => Base::new(Unknown, "CALL")
+            .because("CALL runs a procedure whose effects are not visible"),
         Statement::Execute { .. } => Base::new(Unknown, "EXECUTE")
             .because("EXECUTE runs a statement prepared elsewhere, whose text is not visible"),
         _ => Base::new(Unknown, &leading_words(statement, 1))
@@ -287,7 +281,11 @@ fn query_verb(body: &SetExpr) -> &'static str {
 }
 
 fn insert_base(insert: &Insert, d: Dialect) -> Base<'_> {
-    let verb = if insert.replace_into { "REPLACE" } else { "INSERT" };
+    let verb = if insert.replace_into {
+        "REPLACE"
+    } else {
+        "INSERT"
+    };
     let mut b = Base::new(Category::Write, verb);
     b.targets = Targets::Listed;
     match &insert.table {
@@ -427,8 +425,10 @@ fn set_base(set: &Set) -> Base<'_> {
     match set {
         Set::SetRole { .. } => Base::new(Category::Privilege, "SET ROLE")
             .because("SET ROLE changes the privileges the session runs with"),
-        Set::SetSessionAuthorization(..) => Base::new(Category::Privilege, "SET SESSION AUTHORIZATION")
-            .because("SET SESSION AUTHORIZATION changes who the session runs as"),
+        Set::SetSessionAuthorization(..) => {
+            Base::new(Category::Privilege, "SET SESSION AUTHORIZATION")
+                .because("SET SESSION AUTHORIZATION changes who the session runs as")
+        }
         Set::SingleAssignment {
             scope, variable, ..
         } => {
@@ -449,15 +449,40 @@ fn set_base(set: &Set) -> Base<'_> {
 
 /// SQLite pragmas that only report.
 const READ_PRAGMAS: &[&str] = &[
-    "table_info", "table_xinfo", "table_list", "index_info", "index_list", "index_xinfo",
-    "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check", "database_list",
-    "collation_list", "function_list", "module_list", "pragma_list", "compile_options",
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_info",
+    "index_list",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+    "database_list",
+    "collation_list",
+    "function_list",
+    "module_list",
+    "pragma_list",
+    "compile_options",
 ];
 /// SQLite pragmas that report a setting when given no value, and change it when given one.
 const SETTING_PRAGMAS: &[&str] = &[
-    "page_count", "page_size", "freelist_count", "schema_version", "user_version", "encoding",
-    "application_id", "data_version", "journal_mode", "foreign_keys", "auto_vacuum",
-    "cache_size", "synchronous", "max_page_count", "busy_timeout",
+    "page_count",
+    "page_size",
+    "freelist_count",
+    "schema_version",
+    "user_version",
+    "encoding",
+    "application_id",
+    "data_version",
+    "journal_mode",
+    "foreign_keys",
+    "auto_vacuum",
+    "cache_size",
+    "synchronous",
+    "max_page_count",
+    "busy_timeout",
 ];
 
 fn pragma_base(name: &ObjectName, has_value: bool, is_eq: bool) -> Base<'static> {
@@ -474,8 +499,9 @@ fn pragma_base(name: &ObjectName, has_value: bool, is_eq: bool) -> Base<'static>
     if reads {
         Base::new(Category::Read, "PRAGMA")
     } else {
-        Base::new(Category::Admin, "PRAGMA")
-            .because(format!("PRAGMA {pragma} may change the database or its settings"))
+        Base::new(Category::Admin, "PRAGMA").because(format!(
+            "PRAGMA {pragma} may change the database or its settings"
+        ))
     }
 }
 
@@ -513,11 +539,17 @@ fn is_analyze_option(option: &sqlparser::ast::UtilityOption) -> bool {
         Some(Expr::Value(v)) => match &v.value {
             Value::Boolean(on) => !on,
             Value::Number(n, _) => n == "0",
-            Value::SingleQuotedString(s) => matches!(s.to_ascii_lowercase().as_str(), "off" | "false" | "0" | "no"),
+            Value::SingleQuotedString(s) => matches!(
+                s.to_ascii_lowercase().as_str(),
+                "off" | "false" | "0" | "no"
+            ),
             _ => false,
         },
         Some(Expr::Identifier(ident)) => {
-            matches!(ident.value.to_ascii_lowercase().as_str(), "off" | "false" | "no")
+            matches!(
+                ident.value.to_ascii_lowercase().as_str(),
+                "off" | "false" | "no"
+            )
         }
         Some(_) => false,
     };

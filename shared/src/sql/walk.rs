@@ -174,7 +174,10 @@ impl<'o> Walk<'o> {
                 self.flags.insert(Flag::UnknownFunction);
                 let why = "is not known to be free of side effects";
                 self.note_function(&display, why);
-                self.escalate(Category::Unknown, Some(format!("calls {display}(), which {why}")));
+                self.escalate(
+                    Category::Unknown,
+                    Some(format!("calls {display}(), which {why}")),
+                );
             }
         }
     }
@@ -266,7 +269,11 @@ impl Visitor for Walk<'_> {
             if let Some(i) = scope.bodies.iter().position(|b| std::ptr::eq(*b, ptr)) {
                 // A non-recursive CTE sees only the CTEs before it: a same-named table inside
                 // its own body is the real table.
-                scope.visible = if scope.recursive { scope.names.len() } else { i };
+                scope.visible = if scope.recursive {
+                    scope.names.len()
+                } else {
+                    i
+                };
                 self.cte_bodies.push(ptr);
             }
         }
@@ -282,7 +289,11 @@ impl Visitor for Walk<'_> {
                             .fold_identifier(&ident.value, ident.quote_style.is_some())
                     })
                     .collect(),
-                bodies: with.cte_tables.iter().map(|c| &*c.query as *const Query).collect(),
+                bodies: with
+                    .cte_tables
+                    .iter()
+                    .map(|c| &*c.query as *const Query)
+                    .collect(),
                 recursive: with.recursive,
                 visible: 0,
             });
@@ -300,14 +311,26 @@ impl Visitor for Walk<'_> {
 
     fn post_visit_query(&mut self, query: &Query) -> ControlFlow<ClassifyError> {
         let ptr = query as *const Query;
-        if self.scopes.last().is_some_and(|s| std::ptr::eq(s.owner, ptr)) {
+        if self
+            .scopes
+            .last()
+            .is_some_and(|s| std::ptr::eq(s.owner, ptr))
+        {
             self.scopes.pop();
         }
-        if self.cte_bodies.last().is_some_and(|b| std::ptr::eq(*b, ptr)) {
+        if self
+            .cte_bodies
+            .last()
+            .is_some_and(|b| std::ptr::eq(*b, ptr))
+        {
             self.cte_bodies.pop();
             if let Some(scope) = self.scopes.last_mut() {
                 if let Some(i) = scope.bodies.iter().position(|b| std::ptr::eq(*b, ptr)) {
-                    scope.visible = if scope.recursive { scope.names.len() } else { i + 1 };
+                    scope.visible = if scope.recursive {
+                        scope.names.len()
+                    } else {
+                        i + 1
+                    };
                 }
             }
         }

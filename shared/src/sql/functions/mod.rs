@@ -31,9 +31,30 @@ pub(crate) enum FunctionKind {
 
 /// Function-like forms that are SQL syntax in every dialect rather than catalog functions.
 const SYNTAX: &[&str] = &[
-    "coalesce", "nullif", "greatest", "least", "grouping", "row", "array", "exists", "cast",
-    "extract", "position", "substring", "trim", "overlay", "treat", "values", "xmlparse",
-    "xmlelement", "xmlforest", "xmlpi", "xmlroot", "xmlserialize", "xmlconcat", "xmlattributes",
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "grouping",
+    "row",
+    "array",
+    "exists",
+    "cast",
+    "extract",
+    "position",
+    "substring",
+    "trim",
+    "overlay",
+    "treat",
+    "values",
+    "xmlparse",
+    "xmlelement",
+    "xmlforest",
+    "xmlpi",
+    "xmlroot",
+    "xmlserialize",
+    "xmlconcat",
+    "xmlattributes",
     "normalize",
 ];
 
@@ -157,8 +178,14 @@ mod tests {
 
     #[test]
     fn builtins_are_pure_and_side_effects_are_named() {
-        assert_eq!(lookup(&name(&["lower"]), Dialect::Postgres), FunctionKind::Pure);
-        assert_eq!(lookup(&name(&["pg_catalog", "now"]), Dialect::Postgres), FunctionKind::Pure);
+        assert_eq!(
+            lookup(&name(&["lower"]), Dialect::Postgres),
+            FunctionKind::Pure
+        );
+        assert_eq!(
+            lookup(&name(&["pg_catalog", "now"]), Dialect::Postgres),
+            FunctionKind::Pure
+        );
         assert!(matches!(
             lookup(&name(&["pg_terminate_backend"]), Dialect::Postgres),
             FunctionKind::SideEffect(Category::Admin, _)
@@ -183,17 +210,33 @@ mod tests {
 
     #[test]
     fn unknown_and_shadowed_functions_are_unknown() {
-        assert_eq!(lookup(&name(&["my_func"]), Dialect::Postgres), FunctionKind::Unknown);
-        assert_eq!(lookup(&name(&["public", "lower"]), Dialect::Postgres), FunctionKind::Unknown);
-        assert_eq!(lookup(&name(&["a", "b", "lower"]), Dialect::Postgres), FunctionKind::Unknown);
+        assert_eq!(
+            lookup(&name(&["my_func"]), Dialect::Postgres),
+            FunctionKind::Unknown
+        );
+        assert_eq!(
+            lookup(&name(&["public", "lower"]), Dialect::Postgres),
+            FunctionKind::Unknown
+        );
+        assert_eq!(
+            lookup(&name(&["a", "b", "lower"]), Dialect::Postgres),
+            FunctionKind::Unknown
+        );
         // pg_sleep is not a MySQL function: unknown there, never pure.
-        assert_eq!(lookup(&name(&["pg_sleep"]), Dialect::Mysql), FunctionKind::Unknown);
+        assert_eq!(
+            lookup(&name(&["pg_sleep"]), Dialect::Mysql),
+            FunctionKind::Unknown
+        );
     }
 
     #[test]
     fn declared_pure_functions_are_pure_but_cannot_hide_side_effects() {
-        let declared: BTreeSet<String> =
-            ["my_func".to_string(), "app.fmt_money".to_string(), "pg_sleep".to_string()].into();
+        let declared: BTreeSet<String> = [
+            "my_func".to_string(),
+            "app.fmt_money".to_string(),
+            "pg_sleep".to_string(),
+        ]
+        .into();
         let look = |parts: &[&str]| super::lookup(&name(parts), Dialect::Postgres, &declared);
         assert_eq!(look(&["my_func"]), FunctionKind::Pure);
         assert_eq!(look(&["APP", "fmt_money"]), FunctionKind::Pure);
@@ -205,7 +248,10 @@ mod tests {
     fn generic_dialect_knows_every_dialects_side_effects() {
         for f in ["pg_sleep", "sleep", "load_extension", "nextval"] {
             assert!(
-                matches!(lookup(&name(&[f]), Dialect::Generic), FunctionKind::SideEffect(..)),
+                matches!(
+                    lookup(&name(&[f]), Dialect::Generic),
+                    FunctionKind::SideEffect(..)
+                ),
                 "{f}"
             );
         }
