@@ -154,6 +154,11 @@ struct JsonlLine {
     sql: String,
 }
 
+/// Lines classified per batch; each batch is split across the available cores.
+const BATCH_LINES: usize = 2048;
+/// Stack for worker threads: deep statements then rarely need a stack grown just for them.
+const WORKER_STACK: usize = 64 * 1024 * 1024;
+
 fn classify_jsonl(
     path_or_dash: Option<String>,
     dialect: Dialect,
@@ -165,22 +170,80 @@ fn classify_jsonl(
             std::fs::File::open(path).with_context(|| format!("failed to open {path}"))?,
         )),
     };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.context("failed to read JSON Lines input")?;
-        let value = match serde_json::from_str::<JsonlLine>(&line) {
-            Ok(JsonlLine { sql }) => classify(&sql, dialect, options).to_json(),
-            Err(error) => serde_json::json!({
-                "ok": false,
-                "error": format!("line {}: expected a JSON object with a string field \"sql\": {error}", index + 1),
-                "category": "unknown",
-                "statements": [],
-            }),
-        };
-        serde_json::to_writer(&mut out, &value)?;
-        out.write_all(b"\n")?;
+    let mut lines = reader.lines();
+    let mut first_line = 1;
+    loop {
+        let mut batch = Vec::with_capacity(BATCH_LINES);
+        for line in lines.by_ref().take(BATCH_LINES) {
+            batch.push(line.context("failed to read JSON Lines input")?);
+        }
+        if batch.is_empty() {
+            break;
+        }
+        // Output keeps input order: each worker takes a contiguous slice and returns its bytes.
+        let part = batch.len().div_ceil(workers);
+        let outputs = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .chunks(part)
+                .enumerate()
+                .map(|(i, chunk)| {
+                    let start = first_line + i * part;
+                    std::thread::Builder::new()
+                        .stack_size(WORKER_STACK)
+                        .spawn_scoped(scope, move || {
+                            classify_lines(chunk, start, dialect, options)
+                        })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .context("failed to start a worker thread")?
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?
+                })
+                .collect::<anyhow::Result<Vec<Vec<u8>>>>()
+        })?;
+        for bytes in outputs {
+            out.write_all(&bytes).context("failed to write output")?;
+        }
+        first_line += batch.len();
     }
     out.flush().context("failed to write output")?;
     Ok(())
+}
+
+/// Classifies JSON Lines; `first_line` numbers the first one in error messages.
+fn classify_lines(
+    lines: &[String],
+    first_line: usize,
+    dialect: Dialect,
+    options: &ClassifyOptions,
+) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(lines.len() * 160);
+    for (offset, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<JsonlLine>(line) {
+            Ok(JsonlLine { sql }) => {
+                serde_json::to_writer(&mut out, &classify(&sql, dialect, options).as_public())?
+            }
+            Err(error) => serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({
+                    "ok": false,
+                    "error": format!(
+                        "line {}: expected a JSON object with a string field \"sql\": {error}",
+                        first_line + offset
+                    ),
+                    "category": "unknown",
+                    "statements": [],
+                }),
+            )?,
+        }
+        out.push(b'\n');
+    }
+    Ok(out)
 }

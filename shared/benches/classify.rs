@@ -15,10 +15,13 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 fn sample() -> Vec<String> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/pg_regress_labeled.jsonl");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/corpus/pg_regress_labeled.jsonl");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("!!! corpus not found at {}: benchmarking a small built-in sample instead", path.display());
+        eprintln!(
+            "!!! corpus not found at {}: benchmarking a small built-in sample instead",
+            path.display()
+        );
         return vec![
             "SELECT o.id, sum(i.price) FROM orders o JOIN items i ON i.order_id = o.id WHERE o.created > now() - interval '1 day' GROUP BY o.id".into(),
             "DELETE FROM orders WHERE id = 42".into(),
@@ -28,7 +31,9 @@ fn sample() -> Vec<String> {
     };
     text.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|row| row["pg_ok"].as_bool() == Some(true) && row["psql_vars"].as_bool() == Some(false))
+        .filter(|row| {
+            row["pg_ok"].as_bool() == Some(true) && row["psql_vars"].as_bool() == Some(false)
+        })
         .filter_map(|row| row["sql"].as_str().map(str::to_string))
         .step_by(8)
         .collect()

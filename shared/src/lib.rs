@@ -9,4 +9,5 @@
 //!   located errors, and evaluation of a request to allow, needs-approval or deny.
 #![forbid(unsafe_code)]
 
+pub mod policy;
 pub mod sql;

@@ -158,7 +158,10 @@ fn requirement_status(
                 let short = count.saturating_sub(filled);
                 if short > 0 {
                     if parts.is_empty() {
-                        parts.push(format!("{short} more {} from {role}", plural(short, "approval")));
+                        parts.push(format!(
+                            "{short} more {} from {role}",
+                            plural(short, "approval")
+                        ));
                     } else {
                         parts.push(format!("{short} more from {role}"));
                     }
@@ -190,7 +193,8 @@ fn assign(
         return (vec![0; roles.len()], Vec::new());
     }
     let mut filler: Vec<Option<usize>> = vec![None; roles.len() * per_role];
-    let holds = |approver: usize, slot: usize| eligible[approver].1.contains(&roles[slot / per_role]);
+    let holds =
+        |approver: usize, slot: usize| eligible[approver].1.contains(&roles[slot / per_role]);
     for approver in 0..eligible.len() {
         let mut visited = vec![false; filler.len()];
         augment(approver, &holds, &mut visited, &mut filler);
@@ -256,7 +260,10 @@ pub(crate) fn approvals_phrase(count: u32, mode: ApprovalMode, from: &[String]) 
 /// exact for one requirement and for requirements whose roles nest, and never too low.
 pub fn approvals_needed(requirements: &[ApprovalRequirement]) -> u64 {
     let mut need: BTreeMap<&str, u64> = BTreeMap::new();
-    for r in requirements.iter().filter(|r| r.mode == ApprovalMode::AllOf) {
+    for r in requirements
+        .iter()
+        .filter(|r| r.mode == ApprovalMode::AllOf)
+    {
         for role in &r.from {
             let entry = need.entry(role.as_str()).or_insert(0);
             *entry = (*entry).max(u64::from(r.count));
@@ -266,21 +273,25 @@ pub fn approvals_needed(requirements: &[ApprovalRequirement]) -> u64 {
         .iter()
         .filter(|r| r.mode == ApprovalMode::AnyOf)
         .collect();
-    any_of.sort_by(|a, b| b.count.cmp(&a.count));
+    any_of.sort_by_key(|r| std::cmp::Reverse(r.count));
     for r in &any_of {
-        let have: u64 = r.from.iter().map(|role| need.get(role.as_str()).copied().unwrap_or(0)).sum();
+        let have: u64 = r
+            .from
+            .iter()
+            .map(|role| need.get(role.as_str()).copied().unwrap_or(0))
+            .sum();
         let short = u64::from(r.count).saturating_sub(have);
         if short == 0 {
             continue;
         }
-        let best = r
-            .from
-            .iter()
-            .max_by_key(|role| {
-                let shared = any_of.iter().filter(|o| o.from.contains(role)).count();
-                // max_by_key keeps the last maximum: reverse the position to prefer the first.
-                (shared, std::cmp::Reverse(r.from.iter().position(|x| x == *role)))
-            });
+        let best = r.from.iter().max_by_key(|role| {
+            let shared = any_of.iter().filter(|o| o.from.contains(role)).count();
+            // max_by_key keeps the last maximum: reverse the position to prefer the first.
+            (
+                shared,
+                std::cmp::Reverse(r.from.iter().position(|x| x == *role)),
+            )
+        });
         if let Some(role) = best {
             *need.entry(role.as_str()).or_insert(0) += short;
         }

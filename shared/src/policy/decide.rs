@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::sql::{classify, Classification, Dialect, Flag, StatementClass, TableName};
+use crate::sql::{classify, Category, Classification, Dialect, Flag, StatementClass, TableName};
 
 use super::approval::{approvals_needed, approvals_phrase};
 use super::duration::format_duration;
@@ -86,9 +86,13 @@ impl OutcomeKind {
 
     /// Parses `allow`, `needs_approval` or `deny`.
     pub fn parse(name: &str) -> Option<OutcomeKind> {
-        [OutcomeKind::Allow, OutcomeKind::NeedsApproval, OutcomeKind::Deny]
-            .into_iter()
-            .find(|k| k.as_str() == name)
+        [
+            OutcomeKind::Allow,
+            OutcomeKind::NeedsApproval,
+            OutcomeKind::Deny,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
     }
 }
 
@@ -215,6 +219,13 @@ pub(crate) fn decide(policy: &Policy, request: &Request<'_>) -> Decision {
         ));
         return decision;
     };
+    if request.requester.principal.is_group() {
+        decision.reasons.push(format!(
+            "{} is a group, and requests come from one person or service",
+            request.requester.principal
+        ));
+        return decision;
+    }
     if decision.roles.is_empty() {
         decision.reasons.push(format!(
             "{} belongs to no role in this policy, so they may not run anything; ask a policy \
@@ -365,7 +376,11 @@ impl Evaluation<'_> {
     /// Tables read and written by a statement, each once.
     fn tables(statement: &StatementClass) -> Vec<&TableName> {
         let mut tables: Vec<&TableName> = Vec::new();
-        for table in statement.tables_read.iter().chain(&statement.tables_written) {
+        for table in statement
+            .tables_read
+            .iter()
+            .chain(&statement.tables_written)
+        {
             if !tables.contains(&table) {
                 tables.push(table);
             }
@@ -426,14 +441,20 @@ impl Evaluation<'_> {
             .filter(|p| p.categories.contains(&category))
             .collect();
         if by_category.is_empty() {
-            let permitted: BTreeSet<&str> = applicable
+            let permitted: BTreeSet<Category> = applicable
                 .iter()
-                .flat_map(|p| p.categories.iter().map(|c| c.as_str()))
+                .flat_map(|p| p.categories.iter().copied())
                 .collect();
+            let permitted: Vec<&str> = permitted.into_iter().map(Category::as_str).collect();
+            let article = if category.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
             return Err(format!(
-                "{subject} is a {category} statement, and no permission lets {who} run {category} \
-                 statements on {target} (permitted there: {})",
-                permitted.into_iter().collect::<Vec<_>>().join(", ")
+                "{subject} is {article} {category} statement, and no permission lets {who} run \
+                 {category} statements on {target} (permitted there: {})",
+                permitted.join(", ")
             ));
         }
         let verbs: Vec<String> = statement.verbs.iter().map(|v| normalize_verb(v)).collect();
@@ -460,7 +481,10 @@ impl Evaluation<'_> {
         let mut first_failure = None;
         for permission in by_verb {
             let failure = tables.iter().find_map(|table| {
-                if let Some(pattern) = permission.tables_deny.match_table(table, self.default_schema()) {
+                if let Some(pattern) = permission
+                    .tables_deny
+                    .match_table(table, self.default_schema())
+                {
                     return Some(format!(
                         "{subject} touches {table}, which role {} may not use on {target} \
                          (tables_deny '{}')",
@@ -468,7 +492,11 @@ impl Evaluation<'_> {
                         pattern.as_str()
                     ));
                 }
-                if permission.tables_allow.match_table(table, self.default_schema()).is_none() {
+                if permission
+                    .tables_allow
+                    .match_table(table, self.default_schema())
+                    .is_none()
+                {
                     return Some(format!(
                         "{subject} touches {table}, which is not among the tables role {} may \
                          use on {target} (tables_allow: {})",
@@ -546,7 +574,11 @@ impl Evaluation<'_> {
             }
         }
         if let Some(verbs) = &when.verbs {
-            if !statement.verbs.iter().any(|v| verbs.contains(&normalize_verb(v))) {
+            if !statement
+                .verbs
+                .iter()
+                .any(|v| verbs.contains(&normalize_verb(v)))
+            {
                 return None;
             }
         }
@@ -556,8 +588,8 @@ impl Evaluation<'_> {
             }
         }
         if let Some(wanted) = when.missing_where {
-            let missing = statement.has_where == Some(false)
-                || statement.flags.contains(&Flag::MissingWhere);
+            let missing =
+                statement.has_where == Some(false) || statement.flags.contains(&Flag::MissingWhere);
             if missing != wanted {
                 return None;
             }

@@ -52,7 +52,17 @@ mod tests {
 
     #[test]
     fn malformed_zero_and_overflowing_durations_are_refused() {
-        for text in ["", "h", "4", "4 h", "-4h", "4.5h", "4w", "0s", "99999999999999999999d"] {
+        for text in [
+            "",
+            "h",
+            "4",
+            "4 h",
+            "-4h",
+            "4.5h",
+            "4w",
+            "0s",
+            "99999999999999999999d",
+        ] {
             assert_eq!(parse_duration(text), None, "{text}");
         }
     }

@@ -115,17 +115,20 @@ impl PolicyError {
     pub fn hint(&self) -> Option<&str> {
         match self {
             PolicyError::Read { .. } => None,
-            PolicyError::Syntax { hint, .. } | PolicyError::Invalid { hint, .. } => {
-                hint.as_deref()
-            }
+            PolicyError::Syntax { hint, .. } | PolicyError::Invalid { hint, .. } => hint.as_deref(),
         }
     }
 
     /// Turns a TOML deserialisation error into a located error, with hints for unknown keys,
     /// unknown values and missing keys.
     pub(crate) fn from_toml(source: &str, text: &str, error: &toml::de::Error) -> PolicyError {
-        let message = error.message().trim().to_string();
-        let hint = toml_hint(&message);
+        let full = error.message().trim();
+        let hint = toml_hint(full);
+        // The hint lists the allowed keys or values: keep the message short.
+        let message = match (&hint, full.split_once(", expected ")) {
+            (Some(_), Some((short, _))) if full.starts_with("unknown ") => short.to_string(),
+            _ => full.to_string(),
+        };
         PolicyError::Syntax {
             location: Location::of_span(source, text, error.span()),
             message,
@@ -159,9 +162,20 @@ fn toml_hint(message: &str) -> Option<String> {
 }
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a likely typo.
-pub(crate) fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn nearest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    nearest_within(word, candidates, (word.chars().count() / 3).max(2))
+}
+
+/// The candidate closest to `word`, if at most `limit` edits away.
+pub(crate) fn nearest_within<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    limit: usize,
+) -> Option<&'a str> {
     let word_lower = word.to_lowercase();
-    let limit = (word.chars().count() / 3).max(2);
     candidates
         .into_iter()
         .map(|c| (edit_distance(&word_lower, &c.to_lowercase()), c))
@@ -170,20 +184,32 @@ pub(crate) fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a s
         .map(|(_, c)| c)
 }
 
-/// Levenshtein distance over characters.
+/// Edit distance over characters where inserting, deleting, substituting or swapping two
+/// neighbouring characters each cost one (optimal string alignment).
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        current[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    for i in 0..=a.len() {
+        d[i * width] = i;
     }
-    previous[b.len()]
+    for (j, cell) in d.iter_mut().enumerate().take(width) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[(i - 1) * width + j] + 1)
+                .min(d[i * width + j - 1] + 1)
+                .min(d[(i - 1) * width + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[(i - 2) * width + j - 2] + 1);
+            }
+            d[i * width + j] = best;
+        }
+    }
+    d[a.len() * width + b.len()]
 }
 
 #[cfg(test)]
@@ -215,11 +241,18 @@ mod tests {
     }
 
     #[test]
+    fn swapped_neighbours_cost_one_edit() {
+        assert_eq!(edit_distance("DELEET", "DELETE"), 1);
+        assert_eq!(edit_distance("DELEET", "SELECT"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(nearest("DELEET", ["SELECT", "DELETE"]), Some("DELETE"));
+    }
+
+    #[test]
     fn serde_unknown_field_messages_get_a_hint() {
         let hint = toml_hint("unknown field `membrs`, expected `members`").expect("hint");
         assert!(hint.contains("did you mean `members`"), "{hint}");
-        let hint =
-            toml_hint("unknown field `x`, expected one of `name`, `driver`").expect("hint");
+        let hint = toml_hint("unknown field `x`, expected one of `name`, `driver`").expect("hint");
         assert!(hint.contains("allowed keys here: name, driver"), "{hint}");
     }
 }

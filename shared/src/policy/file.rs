@@ -19,13 +19,13 @@ pub(crate) struct PolicyFile {
     #[serde(default)]
     pub settings: SettingsFile,
     #[serde(default)]
-    pub targets: Vec<Spanned<TargetFile>>,
+    pub targets: Vec<TargetFile>,
     #[serde(default)]
     pub roles: BTreeMap<Str, RoleFile>,
     #[serde(default)]
-    pub permissions: Vec<Spanned<PermissionFile>>,
+    pub permissions: Vec<PermissionFile>,
     #[serde(default)]
-    pub rules: Vec<Spanned<RuleFile>>,
+    pub rules: Vec<RuleFile>,
     #[serde(default)]
     pub masking: MaskingFile,
 }

@@ -84,7 +84,8 @@ impl Patterns {
         self.first_match(candidate).is_some()
     }
 
-    /// The first pattern matching a table under any of its names (see [`table_candidates`]).
+    /// The first pattern matching a table under any of its names: the full name, `schema.table`,
+    /// the bare table, and `default_schema.table` for an unqualified name.
     pub fn match_table(&self, table: &TableName, default_schema: Option<&str>) -> Option<&Pattern> {
         let candidates = table_candidates(table, default_schema);
         self.patterns
@@ -105,7 +106,7 @@ impl Patterns {
 /// The names a table pattern is tried against: the full name as classified (`db.schema.table`),
 /// `schema.table`, the bare `table`, and for an unqualified name `default_schema.table` when the
 /// target says which schema unqualified names resolve to.
-pub fn table_candidates(table: &TableName, default_schema: Option<&str>) -> Vec<String> {
+pub(crate) fn table_candidates(table: &TableName, default_schema: Option<&str>) -> Vec<String> {
     let parts = table.parts();
     let mut candidates = vec![table.to_string()];
     if parts.len() > 2 {

@@ -12,7 +12,7 @@ use toml::Spanned;
 use crate::sql::{Category, Dialect, Flag};
 
 use super::duration::{parse_duration, DURATION_FORM};
-use super::error::{nearest, Location, PolicyError};
+use super::error::{nearest, nearest_within, Location, PolicyError};
 use super::file::{
     ApprovalFile, PermissionFile, PolicyFile, RoleFile, RuleFile, SettingsFile, Str, TargetFile,
     WhenFile,
@@ -133,13 +133,13 @@ pub(crate) fn parse_policy(text: &str, source: &str) -> Result<Policy, PolicyErr
     let permissions = file
         .permissions
         .iter()
-        .map(|p| permission(&cx, &known, p.get_ref()))
+        .map(|p| permission(&cx, &known, p))
         .collect::<Result<Vec<_>, _>>()?;
     let mut rules: Vec<Rule> = Vec::with_capacity(file.rules.len());
-    for spanned in &file.rules {
-        let rule = rule(&cx, &known, &settings, spanned.get_ref())?;
+    for file_rule in &file.rules {
+        let rule = rule(&cx, &known, &settings, file_rule)?;
         if rules.iter().any(|r| r.name == rule.name) {
-            let name = &spanned.get_ref().name;
+            let name = &file_rule.name;
             return Err(cx.at(
                 name.span(),
                 format!("a rule named '{}' is already defined", rule.name),
@@ -270,10 +270,7 @@ fn roles(cx: &Context<'_>, file: &BTreeMap<Str, RoleFile>) -> Result<Vec<Role>, 
     Ok(roles)
 }
 
-fn targets(
-    cx: &Context<'_>,
-    file: &[Spanned<TargetFile>],
-) -> Result<Vec<TargetSettings>, PolicyError> {
+fn targets(cx: &Context<'_>, file: &[TargetFile]) -> Result<Vec<TargetSettings>, PolicyError> {
     if file.is_empty() {
         return Err(cx.error(
             Some(0..0),
@@ -282,8 +279,7 @@ fn targets(
         ));
     }
     let mut targets: Vec<TargetSettings> = Vec::with_capacity(file.len());
-    for spanned in file {
-        let t = spanned.get_ref();
+    for t in file {
         check_name(cx, &t.name, "target")?;
         if targets.iter().any(|o| &o.name == t.name.get_ref()) {
             return Err(cx.at(
@@ -292,7 +288,13 @@ fn targets(
                 "give every target its own name".to_string(),
             ));
         }
-        let driver = parse_named(cx, &t.driver, "driver", Driver::parse, &["postgres", "mysql", "sqlite"])?;
+        let driver = parse_named(
+            cx,
+            &t.driver,
+            "driver",
+            Driver::parse,
+            &["postgres", "mysql", "sqlite"],
+        )?;
         let dialect = match &t.dialect {
             Some(text) => parse_named(
                 cx,
@@ -307,8 +309,10 @@ fn targets(
             Some(n) if *n.get_ref() == 0 => Err(cx.at(
                 n.span(),
                 format!("{what} must be at least 1"),
-                format!("to forbid writes on a target, use a rule with action = \"deny\"; \
-                         the default {what} is {default}"),
+                format!(
+                    "to forbid writes on a target, use a rule with action = \"deny\"; \
+                         the default {what} is {default}"
+                ),
             )),
             Some(n) => Ok(*n.get_ref()),
             None => Ok(default),
@@ -332,7 +336,11 @@ fn targets(
             dialect,
             default_schema,
             row_limit: positive(&t.row_limit, "row_limit", DEFAULT_ROW_LIMIT)?,
-            max_result_rows: positive(&t.max_result_rows, "max_result_rows", DEFAULT_MAX_RESULT_ROWS)?,
+            max_result_rows: positive(
+                &t.max_result_rows,
+                "max_result_rows",
+                DEFAULT_MAX_RESULT_ROWS,
+            )?,
             statement_timeout: match &t.statement_timeout {
                 Some(text) => cx.duration(text, "statement_timeout")?,
                 None => DEFAULT_STATEMENT_TIMEOUT,
@@ -393,7 +401,9 @@ fn verbs(cx: &Context<'_>, texts: &[Str]) -> Result<BTreeSet<String>, PolicyErro
             let first_known = KNOWN_VERBS
                 .iter()
                 .any(|k| k.split(' ').next() == Some(first));
-            let near = nearest(&verb, KNOWN_VERBS.iter().copied());
+            // One edit only: verbs are open-ended, and two real verbs can be two edits apart
+            // (CREATE SERVER, CREATE USER).
+            let near = nearest_within(&verb, KNOWN_VERBS.iter().copied(), 1);
             if !first_known || near.is_some() {
                 let hint = match near {
                     Some(near) => format!("did you mean '{near}'?"),
@@ -402,7 +412,11 @@ fn verbs(cx: &Context<'_>, texts: &[Str]) -> Result<BTreeSet<String>, PolicyErro
                              TABLE, GRANT"
                         .to_string(),
                 };
-                return Err(cx.at(text.span(), format!("unknown verb '{}'", text.get_ref()), hint));
+                return Err(cx.at(
+                    text.span(),
+                    format!("unknown verb '{}'", text.get_ref()),
+                    hint,
+                ));
             }
         }
         verbs.insert(verb);
@@ -439,7 +453,11 @@ fn permission(
     })
 }
 
-fn conditions(cx: &Context<'_>, known: &Known<'_>, when: &WhenFile) -> Result<Conditions, PolicyError> {
+fn conditions(
+    cx: &Context<'_>,
+    known: &Known<'_>,
+    when: &WhenFile,
+) -> Result<Conditions, PolicyError> {
     Ok(Conditions {
         targets: match &when.targets {
             Some(list) => Some(known.target_patterns(cx, cx.non_empty(list, "when.targets")?)?),
@@ -499,7 +517,8 @@ fn rule(
         return Err(cx.error(
             None,
             format!("rule '{name}' uses sensitive = true but settings.sensitive_tables is empty"),
-            "list the sensitive tables in [settings] sensitive_tables = [\"payroll.*\"]".to_string(),
+            "list the sensitive tables in [settings] sensitive_tables = [\"payroll.*\"]"
+                .to_string(),
         ));
     }
     let when = conditions(cx, known, &file.when)?;
@@ -533,7 +552,11 @@ fn rule(
                 Some(near) => format!("did you mean '{near}'? valid actions: {list}"),
                 None => format!("valid actions: {list}"),
             };
-            return Err(cx.at(file.action.span(), format!("unknown action '{other}'"), hint));
+            return Err(cx.at(
+                file.action.span(),
+                format!("unknown action '{other}'"),
+                hint,
+            ));
         }
     };
     let row_limit = match &file.row_limit {
@@ -574,21 +597,20 @@ fn approval_spec(
             from.push(role);
         }
     }
-    let count = match &file.count {
-        Some(n) => match u32::try_from(*n.get_ref()) {
-            Ok(count) if count > 0 => count,
-            _ => {
-                return Err(cx.at(
+    let count =
+        match &file.count {
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(count) if count > 0 => count,
+                _ => return Err(cx.at(
                     n.span(),
                     format!("approval count must be at least 1, not {}", n.get_ref()),
                     "a count of 0 would approve without anyone looking; use action = \"allow\" \
                      for statements that need no review"
                         .to_string(),
-                ))
-            }
-        },
-        None => 1,
-    };
+                )),
+            },
+            None => 1,
+        };
     let mode = match &file.mode {
         Some(text) => parse_named(cx, text, "mode", ApprovalMode::parse, &["any_of", "all_of"])?,
         None => ApprovalMode::AnyOf,
@@ -626,7 +648,9 @@ members = ["console:bob"]
     }
 
     fn error(extra: &str) -> String {
-        load(extra).expect_err("the policy should be refused").to_string()
+        load(extra)
+            .expect_err("the policy should be refused")
+            .to_string()
     }
 
     #[test]
@@ -645,8 +669,14 @@ members = ["console:bob"]
         let message = parse_policy(text, "policy.toml")
             .expect_err("unknown key")
             .to_string();
-        assert!(message.starts_with("policy.toml:4:1: unknown field `row_limt`"), "{message}");
-        assert!(message.contains("\nhint: did you mean `row_limit`?"), "{message}");
+        assert!(
+            message.starts_with("policy.toml:4:1: unknown field `row_limt`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("\nhint: did you mean `row_limit`?"),
+            "{message}"
+        );
         assert!(message.contains("statement_timeout"), "{message}");
     }
 
@@ -662,9 +692,15 @@ members = ["console:bob"]
     #[test]
     fn unknown_role_in_a_permission_lists_defined_roles() {
         let message = error("[[permissions]]\nrole = \"engineers\"\ncategories = [\"read\"]\n");
-        assert!(message.starts_with("policy.toml:12:8: unknown role 'engineers'"), "{message}");
+        assert!(
+            message.starts_with("policy.toml:12:8: unknown role 'engineers'"),
+            "{message}"
+        );
         assert!(message.contains("did you mean 'engineer'?"), "{message}");
-        assert!(message.contains("defined roles: dba, engineer"), "{message}");
+        assert!(
+            message.contains("defined roles: dba, engineer"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -680,13 +716,19 @@ members = ["console:bob"]
     fn bad_duration_shows_the_accepted_form() {
         let message = error("[settings]\ndefault_approval_ttl = \"4 hours\"\n");
         assert!(message.contains("bad duration '4 hours'"), "{message}");
-        assert!(message.contains("hint: write a whole number followed by s, m, h or d"), "{message}");
+        assert!(
+            message.contains("hint: write a whole number followed by s, m, h or d"),
+            "{message}"
+        );
     }
 
     #[test]
     fn bad_glob_is_an_error() {
         let message = error("[settings]\nsensitive_tables = [\"payroll.[abc\"]\n");
-        assert!(message.contains("bad sensitive table pattern 'payroll.[abc'"), "{message}");
+        assert!(
+            message.contains("bad sensitive table pattern 'payroll.[abc'"),
+            "{message}"
+        );
         assert!(message.contains("policy.toml:12:21:"), "{message}");
     }
 
@@ -695,7 +737,10 @@ members = ["console:bob"]
         let message = error(
             "[[rules]]\nname = \"r\"\naction = \"require_approval\"\napproval = { from = [\"dba\"], count = 0 }\n",
         );
-        assert!(message.contains("approval count must be at least 1"), "{message}");
+        assert!(
+            message.contains("approval count must be at least 1"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -710,17 +755,38 @@ members = ["console:bob"]
         let message = error(
             "[[rules]]\nname = \"r\"\nwhen = { flags = [\"side_effect_functon\"] }\naction = \"deny\"\n",
         );
-        assert!(message.contains("unknown flag 'side_effect_functon'"), "{message}");
-        assert!(message.contains("did you mean 'side_effect_function'?"), "{message}");
+        assert!(
+            message.contains("unknown flag 'side_effect_functon'"),
+            "{message}"
+        );
+        assert!(
+            message.contains("did you mean 'side_effect_function'?"),
+            "{message}"
+        );
     }
 
     #[test]
     fn misspelled_verb_suggests_the_nearest() {
-        let message = error(
-            "[[rules]]\nname = \"r\"\nwhen = { verbs = [\"DELEET\"] }\naction = \"deny\"\n",
-        );
+        let message =
+            error("[[rules]]\nname = \"r\"\nwhen = { verbs = [\"DELEET\"] }\naction = \"deny\"\n");
         assert!(message.contains("unknown verb 'DELEET'"), "{message}");
         assert!(message.contains("did you mean 'DELETE'?"), "{message}");
+    }
+
+    #[test]
+    fn real_verbs_two_edits_from_a_known_verb_are_accepted() {
+        load(
+            "[[rules]]\nname = \"r\"\nwhen = { verbs = [\"CREATE SERVER\"] }\naction = \"deny\"\n",
+        )
+        .expect("valid");
+    }
+
+    #[test]
+    fn verbs_with_an_unknown_first_word_are_refused() {
+        let message = error(
+            "[[rules]]\nname = \"r\"\nwhen = { verbs = [\"REMOVE ALL\"] }\naction = \"deny\"\n",
+        );
+        assert!(message.contains("unknown verb 'REMOVE ALL'"), "{message}");
     }
 
     #[test]
@@ -732,14 +798,22 @@ members = ["console:bob"]
     #[test]
     fn unknown_principal_kind_is_a_load_error() {
         let message = error("[roles.oncall]\nmembers = [\"pagerduty:P123\"]\n");
-        assert!(message.contains("unknown principal kind 'pagerduty'"), "{message}");
+        assert!(
+            message.contains("unknown principal kind 'pagerduty'"),
+            "{message}"
+        );
         assert!(message.contains("policy.toml:12:"), "{message}");
     }
 
     #[test]
     fn target_pattern_matching_no_target_is_an_error() {
-        let message = error("[[permissions]]\nrole = \"dba\"\ntargets = [\"prdo\"]\ncategories = [\"read\"]\n");
-        assert!(message.contains("target pattern 'prdo' matches no target"), "{message}");
+        let message = error(
+            "[[permissions]]\nrole = \"dba\"\ntargets = [\"prdo\"]\ncategories = [\"read\"]\n",
+        );
+        assert!(
+            message.contains("target pattern 'prdo' matches no target"),
+            "{message}"
+        );
         assert!(message.contains("did you mean 'prod'?"), "{message}");
     }
 
@@ -751,16 +825,21 @@ members = ["console:bob"]
 
     #[test]
     fn approval_on_a_deny_rule_is_an_error() {
-        let message = error(
-            "[[rules]]\nname = \"r\"\naction = \"deny\"\napproval = { from = [\"dba\"] }\n",
+        let message =
+            error("[[rules]]\nname = \"r\"\naction = \"deny\"\napproval = { from = [\"dba\"] }\n");
+        assert!(
+            message.contains("has an approval table but its action is 'deny'"),
+            "{message}"
         );
-        assert!(message.contains("has an approval table but its action is 'deny'"), "{message}");
     }
 
     #[test]
     fn misspelled_action_suggests_the_nearest() {
         let message = error("[[rules]]\nname = \"r\"\naction = \"require-approval\"\n");
-        assert!(message.contains("did you mean 'require_approval'?"), "{message}");
+        assert!(
+            message.contains("did you mean 'require_approval'?"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -768,7 +847,10 @@ members = ["console:bob"]
         let message = error(
             "[[rules]]\nname = \"r\"\naction = \"deny\"\n[[rules]]\nname = \"r\"\naction = \"allow\"\n",
         );
-        assert!(message.contains("a rule named 'r' is already defined"), "{message}");
+        assert!(
+            message.contains("a rule named 'r' is already defined"),
+            "{message}"
+        );
         assert!(message.contains("policy.toml:15:8:"), "{message}");
     }
 
@@ -777,14 +859,20 @@ members = ["console:bob"]
         let message = parse_policy("[roles.dba]\nmembers = []\n", "p.toml")
             .expect_err("no targets")
             .to_string();
-        assert!(message.starts_with("p.toml:1:1: the policy defines no targets"), "{message}");
+        assert!(
+            message.starts_with("p.toml:1:1: the policy defines no targets"),
+            "{message}"
+        );
     }
 
     #[test]
     fn unknown_driver_suggests_the_nearest() {
-        let message = parse_policy("[[targets]]\nname = \"x\"\ndriver = \"postgresql\"\n", "p.toml")
-            .expect_err("bad driver")
-            .to_string();
+        let message = parse_policy(
+            "[[targets]]\nname = \"x\"\ndriver = \"postgresql\"\n",
+            "p.toml",
+        )
+        .expect_err("bad driver")
+        .to_string();
         assert!(message.contains("unknown driver 'postgresql'"), "{message}");
         assert!(message.contains("did you mean 'postgres'?"), "{message}");
     }
@@ -803,6 +891,9 @@ members = ["console:bob"]
         assert_eq!(policy.version(), version_of(MINIMAL));
         assert_eq!(policy.version().len(), 64);
         assert_eq!(policy.short_version(), &policy.version()[..12]);
-        assert!(policy.version().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(policy
+            .version()
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
 }

@@ -53,7 +53,9 @@ impl PrincipalKind {
     /// What an id of this kind looks like, for error messages.
     fn id_form(self) -> &'static str {
         match self {
-            PrincipalKind::SlackUser => "a Slack user id such as U024BE7LH (upper-case letters and digits)",
+            PrincipalKind::SlackUser => {
+                "a Slack user id such as U024BE7LH (upper-case letters and digits)"
+            }
             PrincipalKind::SlackGroup => {
                 "a Slack user group id such as S0614TZR7 (upper-case letters and digits)"
             }
@@ -101,7 +103,9 @@ pub struct Principal {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrincipalError {
     /// No `:` separates kind and id.
-    #[error("'{text}' is not a principal: expected kind:id, such as slack:U024BE7LH or console:alice")]
+    #[error(
+        "'{text}' is not a principal: expected kind:id, such as slack:U024BE7LH or console:alice"
+    )]
     MissingKind {
         /// The text as given.
         text: String,
@@ -155,7 +159,10 @@ impl Principal {
                 text: text.to_string(),
             });
         };
-        let Some(kind) = PrincipalKind::ALL.into_iter().find(|k| k.prefix() == prefix) else {
+        let Some(kind) = PrincipalKind::ALL
+            .into_iter()
+            .find(|k| k.prefix() == prefix)
+        else {
             return Err(PrincipalError::UnknownKind {
                 text: text.to_string(),
                 prefix: prefix.to_string(),
@@ -288,7 +295,11 @@ mod tests {
     fn unknown_kind_is_an_error_with_the_nearest_kind() {
         let error = Principal::parse("slak:U024BE7LH").expect_err("unknown kind");
         assert!(matches!(error, PrincipalError::UnknownKind { .. }));
-        assert!(error.hint().contains("did you mean 'slack'"), "{}", error.hint());
+        assert!(
+            error.hint().contains("did you mean 'slack'"),
+            "{}",
+            error.hint()
+        );
     }
 
     #[test]

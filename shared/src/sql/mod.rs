@@ -274,15 +274,30 @@ impl Classification {
         }
     }
 
-    /// The classification in the public JSON shape of `countersign sql classify --format json`.
+    /// The classification in the public JSON shape of `countersign sql classify --format json`:
+    /// `{"ok", "error", "category", "statements": [...]}`.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "ok": self.is_ok(),
-            "error": self.error.as_ref().map(|e| e.to_string()),
-            "category": self.category,
-            "statements": self.statements,
-        })
+        serde_json::to_value(self.as_public()).unwrap_or(serde_json::Value::Null)
     }
+
+    /// The public JSON shape as a serialisable value, written without building a JSON tree.
+    pub fn as_public(&self) -> impl Serialize + '_ {
+        PublicClassification {
+            ok: self.is_ok(),
+            error: self.error.as_ref().map(|e| e.to_string()),
+            category: self.category,
+            statements: &self.statements,
+        }
+    }
+}
+
+/// The public JSON contract of a classification; scripts depend on its field names.
+#[derive(Serialize)]
+struct PublicClassification<'a> {
+    ok: bool,
+    error: Option<String>,
+    category: Category,
+    statements: &'a [StatementClass],
 }
 
 /// Classifies SQL text written for `dialect`.

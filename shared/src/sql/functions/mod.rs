@@ -123,11 +123,10 @@ pub(crate) fn lookup(
         }
     }
     // A schema-qualified call resolves to the built-in only through the system catalog.
-    let builtin_schema = match (dialect, qualifier.as_deref()) {
-        (_, None) => true,
-        (Dialect::Postgres | Dialect::Generic, Some("pg_catalog")) => true,
-        _ => false,
-    };
+    let builtin_schema = matches!(
+        (dialect, qualifier.as_deref()),
+        (_, None) | (Dialect::Postgres | Dialect::Generic, Some("pg_catalog"))
+    );
     if builtin_schema && is_pure(&base, dialect) {
         FunctionKind::Pure
     } else {
