@@ -39,6 +39,8 @@ pub(crate) struct SettingsFile {
     pub max_sql_bytes: Option<Spanned<u64>>,
     #[serde(default)]
     pub sensitive_tables: Vec<Str>,
+    #[serde(default)]
+    pub read_only_functions: Vec<Str>,
 }
 
 /// One `[[targets]]` entry.

@@ -231,7 +231,34 @@ fn settings(cx: &Context<'_>, file: &SettingsFile) -> Result<Settings, PolicyErr
         default_approval_ttl,
         max_sql_bytes,
         sensitive_tables: cx.patterns(&file.sensitive_tables, "sensitive table")?,
+        read_only_functions: read_only_functions(cx, &file.read_only_functions)?,
     })
+}
+
+/// Names of functions the team vouches for: `function` or `schema.function`, lower-cased.
+fn read_only_functions(
+    cx: &Context<'_>,
+    names: &[Str],
+) -> Result<std::collections::BTreeSet<String>, PolicyError> {
+    let mut set = std::collections::BTreeSet::new();
+    for name in names {
+        let text = name.get_ref().trim().to_ascii_lowercase();
+        let parts: Vec<&str> = text.split('.').collect();
+        let valid = parts.len() <= 2
+            && parts.iter().all(|p| {
+                !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
+        if !valid {
+            return Err(cx.at(
+                name.span(),
+                format!("'{}' is not a function name", name.get_ref()),
+                "write `function` or `schema.function`, without arguments or parentheses"
+                    .to_string(),
+            ));
+        }
+        set.insert(text);
+    }
+    Ok(set)
 }
 
 fn is_name(text: &str) -> bool {

@@ -26,6 +26,7 @@
 //! default_approval_ttl = "4h"     # default 4h
 //! max_sql_bytes = 65536           # default 65536
 //! sensitive_tables = ["payroll.*", "*.api_keys"]
+//! read_only_functions = ["app.format_money"]   # your own functions known to be side-effect free
 //!
 //! [[targets]]
 //! name = "prod"
@@ -237,6 +238,7 @@ impl Policy {
     pub fn classify_options(&self) -> ClassifyOptions {
         ClassifyOptions {
             max_input_bytes: self.settings.max_sql_bytes,
+            pure_functions: self.settings.read_only_functions.clone(),
             ..ClassifyOptions::default()
         }
     }

@@ -30,6 +30,9 @@ pub struct Settings {
     pub max_sql_bytes: usize,
     /// Tables whose use rules can single out with `sensitive = true`.
     pub sensitive_tables: Patterns,
+    /// User-defined or extension functions the team vouches are free of side effects
+    /// (`ClassifyOptions::pure_functions`); a call to any other unknown function is `unknown`.
+    pub read_only_functions: std::collections::BTreeSet<String>,
 }
 
 /// The database driver of a target.

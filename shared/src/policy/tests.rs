@@ -875,3 +875,34 @@ fn unknown_case_key_is_a_load_error() {
         "{error}"
     );
 }
+
+#[test]
+fn read_only_functions_keep_reads_that_call_them_reads_and_bad_names_are_refused() {
+    let vouched = Policy::from_str(
+        &POLICY.replace(
+            "[settings]",
+            "[settings]\nread_only_functions = [\"app.fmt\", \"PLAIN_FN\"]",
+        ),
+        "functions.toml",
+    )
+    .expect("policy loads");
+    assert!(vouched
+        .classify_options()
+        .pure_functions
+        .contains("plain_fn"));
+    let classification = crate::sql::classify(
+        "SELECT app.fmt(1), plain_fn(2)",
+        crate::sql::Dialect::Postgres,
+        &vouched.classify_options(),
+    );
+    assert!(classification.is_read(), "{classification:?}");
+
+    let error = Policy::from_str(
+        &POLICY.replace("[settings]", "[settings]\nread_only_functions = [\"f(x)\"]"),
+        "functions.toml",
+    )
+    .expect_err("a call is not a name");
+    let message = error.to_string();
+    assert!(message.starts_with("functions.toml:3:24: "), "{message}");
+    assert!(message.contains("not a function name"), "{message}");
+}
