@@ -142,6 +142,9 @@ pub(crate) fn write_text(out: &mut impl Write, c: &Classification) -> io::Result
             let flags: Vec<&str> = s.flags.iter().map(|f| f.as_str()).collect();
             writeln!(out, "  flags: {}", flags.join(", "))?;
         }
+        for function in &s.risky_functions {
+            writeln!(out, "  function: {function}")?;
+        }
         for reason in &s.reasons {
             writeln!(out, "  why: {reason}")?;
         }

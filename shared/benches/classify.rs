@@ -9,6 +9,7 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
+use countersign_shared::policy::{Identity, Policy, Principal, Request};
 use countersign_shared::sql::{classify, ClassifyOptions, Dialect};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sqlparser::dialect::PostgreSqlDialect;
@@ -55,6 +56,27 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for sql in &statements {
                 black_box(classify(black_box(sql), Dialect::Postgres, &options));
+            }
+        })
+    });
+    let policy = Policy::from_str(
+        include_str!("../../deploy/policy.example.toml"),
+        "policy.example.toml",
+    )
+    .expect("the example policy loads");
+    let requester = Identity {
+        principal: Principal::parse("console:alice").expect("principal"),
+        groups: Vec::new(),
+    };
+    group.bench_function("classify_and_decide", |b| {
+        b.iter(|| {
+            for sql in &statements {
+                black_box(policy.decide(&Request {
+                    target: "prod",
+                    requester: &requester,
+                    sql: black_box(sql),
+                    estimated_rows: Some(10),
+                }));
             }
         })
     });

@@ -183,8 +183,9 @@ pub struct StatementClass {
     pub has_where: Option<bool>,
     /// Properties worth a reviewer's attention.
     pub flags: BTreeSet<Flag>,
-    /// Functions called that have, or may have, side effects: `name: why`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Functions called that have, or may have, side effects: `name: why`. Not part of the
+    /// public JSON contract; the reasons carry the same facts in sentences.
+    #[serde(skip)]
     pub risky_functions: Vec<String>,
     /// Why the category is what it is, in words a person can read.
     #[serde(skip)]
