@@ -18,6 +18,10 @@ ours=$(for _ in $(seq $runs); do
   /usr/bin/time -f '%e' "$bin" sql classify --dialect postgres --input jsonl < "$corpus" 2>&1 >/dev/null | tail -1
 done | median)
 
+ours_one_thread=$(for _ in $(seq $runs); do
+  /usr/bin/time -f '%e' "$bin" sql classify --dialect postgres --input jsonl --jobs 1 < "$corpus" 2>&1 >/dev/null | tail -1
+done | median)
+
 pglast_process=$(for _ in $(seq $runs); do
   /usr/bin/time -f '%e' python3 - "$corpus" 2>&1 >/dev/null <<'PY' | tail -1
 import json, sys
@@ -53,7 +57,8 @@ PY
 
 n=$(wc -l < "$corpus")
 echo "statements: $n"
-echo "countersign sql classify --input jsonl (whole process, release): ${ours} s"
+echo "countersign sql classify --input jsonl (whole process, release, $(nproc) worker threads): ${ours} s"
+echo "countersign sql classify --input jsonl --jobs 1 (one worker thread): ${ours_one_thread} s"
 echo "pglast parse_sql_json (whole python process): ${pglast_process} s"
 echo "pglast parse_sql_json (parse loop only, best of 5): ${pglast_loop} s"
 awk -v a="$ours" -v b="$pglast_loop" 'BEGIN { printf "ratio countersign / pglast parse loop: %.2fx (target: at most 2x)\n", a / b }'

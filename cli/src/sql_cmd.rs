@@ -30,6 +30,9 @@ pub(crate) enum SqlCommand {
         /// Refuse SQL larger than this many bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_INPUT_BYTES)]
         max_bytes: usize,
+        /// Worker threads for JSON Lines input (default: one per core).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
         /// The SQL; read from standard input when absent.
         sql: Option<String>,
     },
@@ -60,6 +63,7 @@ pub(crate) fn run(command: SqlCommand) -> ExitCode {
             format,
             input,
             max_bytes,
+            jobs,
             sql,
         } => {
             let options = ClassifyOptions {
@@ -68,7 +72,13 @@ pub(crate) fn run(command: SqlCommand) -> ExitCode {
             };
             let result = match input {
                 Input::Sql => classify_text(sql, dialect, format, &options),
-                Input::Jsonl => classify_jsonl(sql, dialect, &options).map(|()| ExitCode::SUCCESS),
+                Input::Jsonl => {
+                    let workers = jobs.map_or_else(
+                        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                        usize::from,
+                    );
+                    classify_jsonl(sql, dialect, &options, workers).map(|()| ExitCode::SUCCESS)
+                }
             };
             result.unwrap_or_else(|error| {
                 crate::report(&error);
@@ -166,6 +176,7 @@ fn classify_jsonl(
     path_or_dash: Option<String>,
     dialect: Dialect,
     options: &ClassifyOptions,
+    workers: usize,
 ) -> anyhow::Result<()> {
     let reader: Box<dyn BufRead> = match path_or_dash.as_deref() {
         None | Some("-") => Box::new(io::stdin().lock()),
@@ -173,7 +184,6 @@ fn classify_jsonl(
             std::fs::File::open(path).with_context(|| format!("failed to open {path}"))?,
         )),
     };
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut lines = reader.lines();
