@@ -35,6 +35,38 @@ struct Tally {
     false_alarm_samples: Vec<String>,
     /// False alarms by cause: parse failure, unknown function, side-effect function, other.
     false_alarm_causes: [usize; 4],
+    /// False alarms whose only cause is calling functions the corpus itself defines.
+    suite_function_alarms: usize,
+}
+
+/// Names of functions, aggregates and procedures a corpus defines (`CREATE [OR REPLACE]
+/// FUNCTION name(...)`), lower case and unqualified.
+fn defined_functions(sql: &str) -> Vec<String> {
+    let lower = sql.to_lowercase();
+    let mut names = Vec::new();
+    for kind in ["function ", "aggregate ", "procedure "] {
+        for (at, _) in lower.match_indices(kind) {
+            let before = lower[..at].trim_end();
+            if !(before.ends_with("create") || before.ends_with("or replace")) {
+                continue;
+            }
+            let name: String = lower[at + kind.len()..]
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.' || *c == '"')
+                .collect();
+            let name = name
+                .rsplit('.')
+                .next()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_string();
+            if !name.is_empty() {
+                names.push(name);
+            }
+        }
+    }
+    names
 }
 
 fn corpus_dir() -> Option<PathBuf> {
@@ -52,9 +84,18 @@ fn run(file: &str, dialect: Dialect, label: impl Fn(&Value) -> Option<Label>) ->
     let reader = BufReader::new(File::open(dir.join(file)).expect("corpus file opens"));
     let options = ClassifyOptions::default();
     let mut tally = Tally::default();
-    for line in reader.lines() {
-        let line = line.expect("corpus line reads");
-        let row: Value = serde_json::from_str(&line).expect("corpus line is JSON");
+    let rows: Vec<Value> = reader
+        .lines()
+        .map(|line| {
+            serde_json::from_str(&line.expect("corpus line reads")).expect("corpus line is JSON")
+        })
+        .collect();
+    let suite_functions: std::collections::HashSet<String> = rows
+        .iter()
+        .filter_map(|row| row["sql"].as_str())
+        .flat_map(defined_functions)
+        .collect();
+    for row in rows {
         let Some(label) = label(&row) else { continue };
         let sql = row["sql"].as_str().expect("sql field");
         tally.statements += 1;
@@ -82,6 +123,17 @@ fn run(file: &str, dialect: Dialect, label: impl Fn(&Value) -> Option<Label>) ->
                         3
                     };
                     tally.false_alarm_causes[cause] += 1;
+                    let only_suite_functions = cause == 1
+                        && c.statements.iter().all(|s| {
+                            s.risky_functions.iter().all(|f| {
+                                let name = f.split(':').next().unwrap_or("");
+                                let base = name.rsplit('.').next().unwrap_or(name);
+                                suite_functions.contains(base)
+                            })
+                        });
+                    if only_suite_functions {
+                        tally.suite_function_alarms += 1;
+                    }
                     if tally.false_alarm_samples.len() < 100_000 {
                         let why = c
                             .error
@@ -120,6 +172,13 @@ fn report(file: &str, t: &Tally) {
     eprintln!(
         "  false alarms by cause: parse failure {parse}, unknown (user-defined) function {unknown_fn}, side-effect function {side_effect_fn}, other {other}"
     );
+    let rest = t.false_alarms - t.suite_function_alarms;
+    let pure = t.pure_reads - t.suite_function_alarms;
+    eprintln!(
+        "  not counting {} reads that call functions the suite defines itself: {rest} false alarms ({:.2}% of {pure})",
+        t.suite_function_alarms,
+        100.0 * rest as f64 / pure.max(1) as f64
+    );
     if std::env::var_os("CORPUS_SAMPLES").is_some() {
         for s in &t.false_alarm_samples {
             eprintln!("  false alarm: {s}");
@@ -127,6 +186,8 @@ fn report(file: &str, t: &Tally) {
     }
 }
 
+/// Asserts no unsafe read, and that false alarms stay under a regression guard set a little
+/// above the rate measured when the guard was last moved (see each test).
 fn assert_safe(t: &Tally, max_false_alarm_percent: f64) {
     assert!(
         t.unsafe_reads.is_empty(),
@@ -220,7 +281,7 @@ fn postgres_regression_suite_has_no_unsafe_reads() {
         Dialect::Postgres,
         postgres_label,
     ) {
-        assert_safe(&t, 100.0);
+        assert_safe(&t, 17.0);
     }
 }
 
@@ -231,14 +292,14 @@ fn plpgsql_regression_suite_has_no_unsafe_reads() {
         Dialect::Postgres,
         postgres_label,
     ) {
-        assert_safe(&t, 100.0);
+        assert_safe(&t, 85.0);
     }
 }
 
 #[test]
 fn sqlite_tcl_suite_has_no_unsafe_reads() {
     if let Some(t) = run("sqlite_tcl_labeled.jsonl", Dialect::Sqlite, sqlite_label) {
-        assert_safe(&t, 100.0);
+        assert_safe(&t, 6.5);
     }
 }
 
@@ -249,13 +310,13 @@ fn sqllogictest_sample_has_no_unsafe_reads() {
         Dialect::Sqlite,
         sqlite_label,
     ) {
-        assert_safe(&t, 100.0);
+        assert_safe(&t, 4.0);
     }
 }
 
 #[test]
 fn tidb_mysql_cases_have_no_unsafe_reads() {
     if let Some(t) = run("tidb_parser_cases.jsonl", Dialect::Mysql, tidb_label) {
-        assert_safe(&t, 100.0);
+        assert_safe(&t, 22.0);
     }
 }
