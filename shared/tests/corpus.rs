@@ -69,6 +69,15 @@ fn defined_functions(sql: &str) -> Vec<String> {
     names
 }
 
+/// Writes straight to the process's stderr, past the test harness's output capture, so the
+/// report and a skip are seen in every run, not only with `--nocapture`.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn corpus_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
     dir.is_dir().then_some(dir)
@@ -76,7 +85,7 @@ fn corpus_dir() -> Option<PathBuf> {
 
 fn run(file: &str, dialect: Dialect, label: impl Fn(&Value) -> Option<Label>) -> Option<Tally> {
     let Some(dir) = corpus_dir() else {
-        eprintln!(
+        say!(
             "\n!!!!!!!!\n!!! SKIPPED: corpus folder ../shared/corpus not found beside the repository;\n!!! the classifier was NOT checked against real SQL ({file}).\n!!!!!!!!\n"
         );
         return None;
@@ -164,24 +173,24 @@ fn run(file: &str, dialect: Dialect, label: impl Fn(&Value) -> Option<Label>) ->
 
 fn report(file: &str, t: &Tally) {
     let rate = 100.0 * t.false_alarms as f64 / t.pure_reads.max(1) as f64;
-    eprintln!(
+    say!(
         "corpus {file}: {} statements ({} pure reads, {} not reads); unsafe misclassifications: {}; false alarms: {} ({rate:.2}% of pure reads); parse failures: {}",
         t.statements, t.pure_reads, t.not_reads, t.unsafe_reads.len(), t.false_alarms, t.parse_failures
     );
     let [parse, unknown_fn, side_effect_fn, other] = t.false_alarm_causes;
-    eprintln!(
+    say!(
         "  false alarms by cause: parse failure {parse}, unknown (user-defined) function {unknown_fn}, side-effect function {side_effect_fn}, other {other}"
     );
     let rest = t.false_alarms - t.suite_function_alarms;
     let pure = t.pure_reads - t.suite_function_alarms;
-    eprintln!(
+    say!(
         "  not counting {} reads that call functions the suite defines itself: {rest} false alarms ({:.2}% of {pure})",
         t.suite_function_alarms,
         100.0 * rest as f64 / pure.max(1) as f64
     );
     if std::env::var_os("CORPUS_SAMPLES").is_some() {
         for s in &t.false_alarm_samples {
-            eprintln!("  false alarm: {s}");
+            say!("  false alarm: {s}");
         }
     }
 }
