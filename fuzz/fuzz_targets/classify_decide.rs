@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     let policy = &*POLICY;
     for target in policy.targets() {
         let options = policy.classify_options();
-        let c = classify(sql, target.dialect, &options);
+        let c = classify(sql, target.dialect, options);
         if !c.is_ok() {
             assert_eq!(c.category, Category::Unknown);
             assert!(c.statements.is_empty());

@@ -6,6 +6,10 @@
 //!
 //! Run: `cargo bench -p countersign-shared --bench classify`.
 
+// Measured with the allocator the binaries use (the CLI and the services).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
-use countersign_shared::sql::{classify, Category, ClassifyOptions, Dialect, Flag};
+use countersign_shared::sql::{classify, Category, ClassifyOptions, Dialect, Flag, KNOWN_VERBS};
 use serde_json::Value;
 
 /// What the database's own parser says about one statement.
@@ -111,6 +111,18 @@ fn run(file: &str, dialect: Dialect, label: impl Fn(&Value) -> Option<Label>) ->
         let c = classify(sql, dialect, &options);
         if !c.is_ok() {
             tally.parse_failures += 1;
+        }
+        // Policies validate verbs against KNOWN_VERBS: every verb of a known statement kind must
+        // be there, or a policy naming it would be refused as a typo.
+        for s in &c.statements {
+            for verb in &s.verbs {
+                assert!(
+                    KNOWN_VERBS.contains(&verb.as_str())
+                        || verb.starts_with("DROP ")
+                        || s.category == Category::Unknown,
+                    "verb {verb:?} of {sql:?} is missing from KNOWN_VERBS"
+                );
+            }
         }
         match label {
             Label::PureRead => {

@@ -8,7 +8,7 @@ use crate::sql::{classify, Category, Classification, Dialect, Flag, StatementCla
 
 use super::approval::{approvals_needed, approvals_phrase};
 use super::duration::format_duration;
-use super::model::{normalize_verb, Action, ApprovalMode, Rule, TargetSettings};
+use super::model::{Action, ApprovalMode, Rule, TargetSettings};
 use super::principal::Identity;
 use super::Policy;
 
@@ -198,7 +198,7 @@ impl Decision {
 pub(crate) fn decide(policy: &Policy, request: &Request<'_>) -> Decision {
     let target = policy.target(request.target);
     let dialect = target.map_or(Dialect::Generic, |t| t.dialect);
-    let classification = classify(request.sql, dialect, &policy.classify_options());
+    let classification = classify(request.sql, dialect, policy.classify_options());
     let roles = policy.roles_of(request.requester);
     let mut decision = Decision {
         outcome: Outcome::Deny,
@@ -278,14 +278,25 @@ pub(crate) fn decide(policy: &Policy, request: &Request<'_>) -> Decision {
                 target.name
             )),
             Action::RequireApproval(spec) => {
-                let phrase = approvals_phrase(spec.count, spec.mode, &spec.from);
+                let mut reason = subject;
+                for part in [
+                    " on ",
+                    &target.name,
+                    " needs ",
+                    &spec.phrase,
+                    " (",
+                    &because,
+                    ")",
+                ] {
+                    reason.push_str(part);
+                }
                 requirements.push(ApprovalRequirement {
                     rule: rule.name.clone(),
                     from: spec.from.clone(),
                     count: spec.count,
                     mode: spec.mode,
                     ttl: spec.ttl,
-                    reason: format!("{subject} on {} needs {phrase} ({because})", target.name),
+                    reason,
                 });
             }
         }
@@ -345,17 +356,10 @@ struct Hit {
 }
 
 fn rule_because(rule: &Rule, hit: &Hit) -> String {
-    let mut text = format!("rule '{}'", rule.name);
-    let mut details: Vec<&str> = Vec::new();
-    if let Some(reason) = &rule.reason {
-        details.push(reason);
-    }
+    let mut text = rule.because.clone();
     if let Some(estimate) = &hit.estimate {
-        details.push(estimate);
-    }
-    if !details.is_empty() {
-        text.push_str(": ");
-        text.push_str(&details.join("; "));
+        text.push_str(if rule.reason.is_some() { "; " } else { ": " });
+        text.push_str(estimate);
     }
     text
 }
@@ -418,11 +422,15 @@ impl Evaluation<'_> {
     /// Checks that some permission of the requester's roles covers the statement entirely.
     fn permitted(&self, index: usize) -> Result<(), String> {
         let statement = &self.statements[index];
-        let who = who(self.request.requester, self.roles);
-        let subject = self.subject(&Hit {
-            statement: Some(index),
-            ..Hit::default()
-        });
+        // Who asks and what: only needed to explain a refusal, so built only then (this runs for
+        // every statement of every request).
+        let explain = || {
+            let subject = self.subject(&Hit {
+                statement: Some(index),
+                ..Hit::default()
+            });
+            (who(self.request.requester, self.roles), subject)
+        };
         let target = &self.target.name;
         let applicable: Vec<_> = self
             .policy
@@ -431,6 +439,7 @@ impl Evaluation<'_> {
             .filter(|p| self.roles.contains(&p.role) && p.targets.is_match(target))
             .collect();
         if applicable.is_empty() {
+            let (who, subject) = explain();
             return Err(format!(
                 "{who} has no permission on target '{target}', so {subject} may not run there"
             ));
@@ -446,6 +455,7 @@ impl Evaluation<'_> {
                 .flat_map(|p| p.categories.iter().copied())
                 .collect();
             let permitted: Vec<&str> = permitted.into_iter().map(Category::as_str).collect();
+            let (who, subject) = explain();
             let article = if category.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
                 "an"
             } else {
@@ -457,7 +467,9 @@ impl Evaluation<'_> {
                 permitted.join(", ")
             ));
         }
-        let verbs: Vec<String> = statement.verbs.iter().map(|v| normalize_verb(v)).collect();
+        // The classifier's verbs are already upper case with single spaces, as loading
+        // normalised the policy's.
+        let verbs = &statement.verbs;
         let by_verb: Vec<_> = by_category
             .iter()
             .filter(|p| match &p.verbs {
@@ -470,6 +482,7 @@ impl Evaluation<'_> {
                 .iter()
                 .flat_map(|p| p.verbs.iter().flatten().map(String::as_str))
                 .collect();
+            let (who, subject) = explain();
             return Err(format!(
                 "{subject} uses {}, and no permission lets {who} use all of them on {target} \
                  (allowed verbs: {})",
@@ -485,6 +498,7 @@ impl Evaluation<'_> {
                     .tables_deny
                     .match_table(table, self.default_schema())
                 {
+                    let (_, subject) = explain();
                     return Some(format!(
                         "{subject} touches {table}, which role {} may not use on {target} \
                          (tables_deny '{}')",
@@ -497,6 +511,7 @@ impl Evaluation<'_> {
                     .match_table(table, self.default_schema())
                     .is_none()
                 {
+                    let (_, subject) = explain();
                     return Some(format!(
                         "{subject} touches {table}, which is not among the tables role {} may \
                          use on {target} (tables_allow: {})",
@@ -513,7 +528,10 @@ impl Evaluation<'_> {
                 }
             }
         }
-        Err(first_failure.unwrap_or_else(|| format!("{subject} is not permitted on {target}")))
+        Err(first_failure.unwrap_or_else(|| {
+            let (_, subject) = explain();
+            format!("{subject} is not permitted on {target}")
+        }))
     }
 
     /// Whether a rule applies, and why.
@@ -574,11 +592,7 @@ impl Evaluation<'_> {
             }
         }
         if let Some(verbs) = &when.verbs {
-            if !statement
-                .verbs
-                .iter()
-                .any(|v| verbs.contains(&normalize_verb(v)))
-            {
+            if !statement.verbs.iter().any(|v| verbs.contains(v)) {
                 return None;
             }
         }

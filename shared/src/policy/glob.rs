@@ -13,6 +13,55 @@ use crate::sql::TableName;
 pub struct Pattern {
     text: String,
     matcher: GlobMatcher,
+    /// A cheaper test for the common shapes; every decision matches many patterns.
+    shape: Shape,
+}
+
+/// The common pattern shapes, tested without the glob engine (lower-cased text kept).
+#[derive(Debug, Clone)]
+enum Shape {
+    /// `*`.
+    Everything,
+    /// No wildcard at all.
+    Exact(String),
+    /// `prefix*`, the prefix without wildcards.
+    Prefix(String),
+    /// `*suffix`, the suffix without wildcards.
+    Suffix(String),
+    /// Anything else: ask the glob engine.
+    Glob,
+}
+
+impl Shape {
+    fn of(text: &str) -> Shape {
+        let is_plain = |s: &str| !s.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        if !text.is_ascii() {
+            // Unicode case folding (the Kelvin sign folds to `k`) is the glob engine's job.
+            Shape::Glob
+        } else if text == "*" {
+            Shape::Everything
+        } else if is_plain(text) {
+            Shape::Exact(text.to_ascii_lowercase())
+        } else if let Some(prefix) = text.strip_suffix('*').filter(|p| is_plain(p)) {
+            Shape::Prefix(prefix.to_ascii_lowercase())
+        } else if let Some(suffix) = text.strip_prefix('*').filter(|s| is_plain(s)) {
+            Shape::Suffix(suffix.to_ascii_lowercase())
+        } else {
+            Shape::Glob
+        }
+    }
+}
+
+/// ASCII-case-insensitive `starts_with`.
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// ASCII-case-insensitive `ends_with`.
+fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
+    text.len() >= suffix.len()
+        && text.as_bytes()[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 impl Pattern {
@@ -30,6 +79,7 @@ impl Pattern {
         Ok(Pattern {
             text: text.to_string(),
             matcher: glob.compile_matcher(),
+            shape: Shape::of(text),
         })
     }
 
@@ -40,8 +90,21 @@ impl Pattern {
 
     /// True when `candidate` matches the whole pattern.
     pub fn is_match(&self, candidate: &str) -> bool {
-        self.matcher
-            .is_match_candidate(&globset::Candidate::from_bytes(candidate.as_bytes()))
+        // Non-ASCII text goes to the glob engine, which folds case fully.
+        if !candidate.is_ascii() {
+            return self
+                .matcher
+                .is_match_candidate(&globset::Candidate::from_bytes(candidate.as_bytes()));
+        }
+        match &self.shape {
+            Shape::Everything => true,
+            Shape::Exact(text) => candidate.eq_ignore_ascii_case(text),
+            Shape::Prefix(prefix) => starts_with_ignore_case(candidate, prefix),
+            Shape::Suffix(suffix) => ends_with_ignore_case(candidate, suffix),
+            Shape::Glob => self
+                .matcher
+                .is_match_candidate(&globset::Candidate::from_bytes(candidate.as_bytes())),
+        }
     }
 }
 
@@ -87,10 +150,27 @@ impl Patterns {
     /// The first pattern matching a table under any of its names: the full name, `schema.table`,
     /// the bare table, and `default_schema.table` for an unqualified name.
     pub fn match_table(&self, table: &TableName, default_schema: Option<&str>) -> Option<&Pattern> {
-        let candidates = table_candidates(table, default_schema);
-        self.patterns
-            .iter()
-            .find(|p| candidates.iter().any(|c| p.is_match(c)))
+        // The borrowed names first; `default_schema.table` is built only if a pattern needs it.
+        let len = table.len();
+        let borrowed = [
+            Some(table.as_str()),
+            (len > 2).then(|| table.suffix(len - 2)),
+            (len > 1).then(|| table.table()),
+        ];
+        let mut qualified: Option<String> = None;
+        self.patterns.iter().find(|p| {
+            if borrowed.iter().flatten().any(|c| p.is_match(c)) {
+                return true;
+            }
+            match (len, default_schema) {
+                (1, Some(schema)) => {
+                    let name =
+                        qualified.get_or_insert_with(|| format!("{schema}.{}", table.table()));
+                    p.is_match(name)
+                }
+                _ => false,
+            }
+        })
     }
 
     /// The patterns as written, joined with `, `.
@@ -103,26 +183,48 @@ impl Patterns {
     }
 }
 
-/// The names a table pattern is tried against: the full name as classified (`db.schema.table`),
-/// `schema.table`, the bare `table`, and for an unqualified name `default_schema.table` when the
-/// target says which schema unqualified names resolve to.
-pub(crate) fn table_candidates(table: &TableName, default_schema: Option<&str>) -> Vec<String> {
-    let parts = table.parts();
-    let mut candidates = vec![table.to_string()];
-    if parts.len() > 2 {
-        candidates.push(parts[parts.len() - 2..].join("."));
-    }
-    if parts.len() > 1 {
-        candidates.push(table.table().to_string());
-    }
-    if let (1, Some(schema)) = (parts.len(), default_schema) {
-        candidates.push(format!("{schema}.{}", table.table()));
-    }
-    candidates
-}
-
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fast_shapes_agree_with_the_glob_engine() {
+        let patterns = [
+            "*",
+            "orders",
+            "payroll.*",
+            "*.api_keys",
+            "pay*.x",
+            "a?c",
+            "{a,b}.t",
+            "[ab]x",
+            "*",
+        ];
+        let candidates = [
+            "orders",
+            "ORDERS",
+            "payroll.salaries",
+            "Payroll.",
+            "public.api_keys",
+            "api_keys",
+            "x.API_KEYS",
+            "payroll",
+            "abc",
+            "a.t",
+            "bx",
+            "",
+            "pay.x",
+            "ordersx",
+        ];
+        for text in patterns {
+            let pattern = Pattern::new(text).expect("valid pattern");
+            for candidate in candidates {
+                let engine = pattern
+                    .matcher
+                    .is_match_candidate(&globset::Candidate::from_bytes(candidate.as_bytes()));
+                assert_eq!(pattern.is_match(candidate), engine, "{text} vs {candidate}");
+            }
+        }
+    }
+
     use super::*;
 
     fn table(name: &str) -> TableName {

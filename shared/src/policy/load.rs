@@ -21,10 +21,11 @@ use super::glob::{Pattern, Patterns};
 use super::model::{
     normalize_verb, Action, ApprovalMode, ApprovalSpec, Conditions, Driver, Masking, Permission,
     Role, Rule, Settings, TargetSettings, DEFAULT_APPROVAL_TTL, DEFAULT_MAX_RESULT_ROWS,
-    DEFAULT_ROW_LIMIT, DEFAULT_STATEMENT_TIMEOUT, KNOWN_VERBS,
+    DEFAULT_ROW_LIMIT, DEFAULT_STATEMENT_TIMEOUT,
 };
 use super::principal::Principal;
 use super::Policy;
+use crate::sql::KNOWN_VERBS;
 
 /// Reads a file as UTF-8 text.
 pub(crate) fn read_text(path: &Path) -> Result<String, PolicyError> {
@@ -151,9 +152,15 @@ pub(crate) fn parse_policy(text: &str, source: &str) -> Result<Policy, PolicyErr
     let masking = Masking {
         columns: cx.patterns(&file.masking.columns, "masking column")?,
     };
+    let classify_options = crate::sql::ClassifyOptions {
+        max_input_bytes: settings.max_sql_bytes,
+        pure_functions: settings.read_only_functions.clone(),
+        ..crate::sql::ClassifyOptions::default()
+    };
     Ok(Policy {
         source: source.to_string(),
         version: version_of(text),
+        classify_options,
         settings,
         targets,
         roles,
@@ -597,16 +604,22 @@ fn rule(
         Some(n) => Some(*n.get_ref()),
         None => None,
     };
+    let reason = file
+        .reason
+        .as_ref()
+        .map(|r| r.get_ref().trim().to_string())
+        .filter(|r| !r.is_empty());
+    let because = match &reason {
+        Some(reason) => format!("rule '{name}': {reason}"),
+        None => format!("rule '{name}'"),
+    };
     Ok(Rule {
         name: name.to_string(),
         when,
         action,
-        reason: file
-            .reason
-            .as_ref()
-            .map(|r| r.get_ref().trim().to_string())
-            .filter(|r| !r.is_empty()),
+        reason,
         row_limit,
+        because,
     })
 }
 
@@ -646,11 +659,13 @@ fn approval_spec(
         Some(text) => cx.duration(text, "approval.ttl")?,
         None => settings.default_approval_ttl,
     };
+    let phrase = super::approval::approvals_phrase(count, mode, &from);
     Ok(ApprovalSpec {
         from,
         count,
         mode,
         ttl,
+        phrase,
     })
 }
 

@@ -170,6 +170,8 @@ pub struct Policy {
     permissions: Vec<Permission>,
     rules: Vec<Rule>,
     masking: Masking,
+    /// Built once from the settings: every decision classifies with them.
+    classify_options: ClassifyOptions,
 }
 
 impl Policy {
@@ -235,12 +237,8 @@ impl Policy {
     }
 
     /// Options to classify SQL with, as the policy sets them.
-    pub fn classify_options(&self) -> ClassifyOptions {
-        ClassifyOptions {
-            max_input_bytes: self.settings.max_sql_bytes,
-            pure_functions: self.settings.read_only_functions.clone(),
-            ..ClassifyOptions::default()
-        }
+    pub fn classify_options(&self) -> &ClassifyOptions {
+        &self.classify_options
     }
 
     /// The roles an identity holds through its principal or any of its groups, by name.

@@ -893,7 +893,7 @@ fn read_only_functions_keep_reads_that_call_them_reads_and_bad_names_are_refused
     let classification = crate::sql::classify(
         "SELECT app.fmt(1), plain_fn(2)",
         crate::sql::Dialect::Postgres,
-        &vouched.classify_options(),
+        vouched.classify_options(),
     );
     assert!(classification.is_read(), "{classification:?}");
 

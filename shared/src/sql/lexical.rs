@@ -77,9 +77,10 @@ pub(crate) fn stack_needed(significant_tokens: usize) -> usize {
 }
 
 fn contains_executable_comment(sql: &str) -> bool {
-    sql.match_indices("/*").any(|(at, _)| {
-        let rest = &sql.as_bytes()[at + 2..];
-        rest.first() == Some(&b'!')
-            || (rest.len() >= 2 && rest[0].eq_ignore_ascii_case(&b'm') && rest[1] == b'!')
+    let bytes = sql.as_bytes();
+    memchr::memmem::find_iter(bytes, b"/*").any(|at| match bytes.get(at + 2) {
+        Some(b'!') => true,
+        Some(b'm' | b'M') => bytes.get(at + 3) == Some(&b'!'),
+        _ => false,
     })
 }

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dialect::Dialect;
 pub use names::TableName;
+pub use statement::KNOWN_VERBS;
 
 /// Default cap on the size of SQL text accepted for classification (64 KiB).
 pub const DEFAULT_MAX_INPUT_BYTES: usize = 64 * 1024;

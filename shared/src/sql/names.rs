@@ -11,28 +11,75 @@ use super::Dialect;
 /// folds identifiers. Displayed and serialised as the parts joined with `.`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TableName {
-    parts: Vec<String>,
+    /// The parts joined with `.`, kept because policies match it for every decision.
+    joined: String,
+    /// Where each part starts in `joined`.
+    starts: Vec<usize>,
 }
 
 impl TableName {
     /// Builds a name from already folded parts (`["public", "orders"]`).
     pub fn from_parts(parts: Vec<String>) -> TableName {
-        TableName { parts }
+        let mut joined = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+        let mut starts = Vec::with_capacity(parts.len());
+        for part in &parts {
+            if !joined.is_empty() || !starts.is_empty() {
+                joined.push('.');
+            }
+            starts.push(joined.len());
+            joined.push_str(part);
+        }
+        TableName { joined, starts }
     }
 
     /// The folded parts, outermost (catalog or schema) first.
-    pub fn parts(&self) -> &[String] {
-        &self.parts
+    pub fn parts(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.starts.len()).map(|i| self.part(i))
+    }
+
+    /// How many parts the name has.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// True for a name without parts (never produced by the classifier).
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// The name from part `i` to the end: `suffix(0)` is the whole name, `suffix(len - 1)` the
+    /// bare table.
+    pub fn suffix(&self, i: usize) -> &str {
+        self.starts
+            .get(i)
+            .map_or("", |&start| &self.joined[start..])
+    }
+
+    /// The whole name, parts joined with `.`.
+    pub fn as_str(&self) -> &str {
+        &self.joined
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = self.starts[i];
+        let end = self
+            .starts
+            .get(i + 1)
+            .map_or(self.joined.len(), |next| next - 1);
+        &self.joined[start..end]
     }
 
     /// The last part: the table's own name without its schema.
     pub fn table(&self) -> &str {
-        self.parts.last().map(String::as_str).unwrap_or("")
+        self.starts
+            .len()
+            .checked_sub(1)
+            .map_or("", |last| self.part(last))
     }
 
     /// Normalises a parsed object name for `dialect`.
     pub(crate) fn from_object_name(name: &ObjectName, dialect: Dialect) -> TableName {
-        let parts = name
+        let parts: Vec<String> = name
             .0
             .iter()
             .map(|part| match part {
@@ -42,14 +89,12 @@ impl TableName {
                 other => other.to_string(),
             })
             .collect();
-        TableName { parts }
+        TableName::from_parts(parts)
     }
 
     /// Normalises a single identifier for `dialect`.
     pub(crate) fn from_ident(ident: &Ident, dialect: Dialect) -> TableName {
-        TableName {
-            parts: vec![fold(ident, dialect)],
-        }
+        TableName::from_parts(vec![fold(ident, dialect)])
     }
 }
 
@@ -67,12 +112,38 @@ fn fold(ident: &Ident, dialect: Dialect) -> String {
 
 impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.parts.join("."))
+        f.write_str(&self.joined)
     }
 }
 
 impl Serialize for TableName {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_suffixes_and_the_bare_table_come_from_the_joined_name() {
+        let name = TableName::from_parts(vec!["hr".into(), "payroll".into(), "salaries".into()]);
+        assert_eq!(name.to_string(), "hr.payroll.salaries");
+        assert_eq!(
+            name.parts().collect::<Vec<_>>(),
+            ["hr", "payroll", "salaries"]
+        );
+        assert_eq!(name.suffix(1), "payroll.salaries");
+        assert_eq!(name.suffix(2), "salaries");
+        assert_eq!(name.table(), "salaries");
+        let single = TableName::from_parts(vec!["orders".into()]);
+        assert_eq!(
+            (single.len(), single.table(), single.suffix(0)),
+            (1, "orders", "orders")
+        );
+        let empty_part = TableName::from_parts(vec!["".into(), "t".into()]);
+        assert_eq!(empty_part.parts().collect::<Vec<_>>(), ["", "t"]);
+        assert_eq!(empty_part.table(), "t");
     }
 }

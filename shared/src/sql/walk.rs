@@ -145,6 +145,9 @@ impl<'o> Walk<'o> {
         let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
             return false;
         };
+        if self.scopes.is_empty() {
+            return false;
+        }
         let folded = self
             .dialect
             .fold_identifier(&ident.value, ident.quote_style.is_some());
@@ -161,6 +164,9 @@ impl<'o> Walk<'o> {
             && function.is_some_and(|f| has_arguments(&f.args))
         {
             kind = FunctionKind::SideEffect(Category::Session, "sets the session's last insert id");
+        }
+        if kind == FunctionKind::Pure {
+            return;
         }
         let display = name.to_string().to_lowercase();
         match kind {
