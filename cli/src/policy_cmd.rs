@@ -9,7 +9,6 @@ use clap::{Subcommand, ValueEnum};
 use countersign_shared::policy::{
     format_duration, run_file, Decision, Identity, Outcome, Policy, Principal, Request,
 };
-use countersign_shared::sql::TableName;
 
 /// Policy subcommands.
 #[derive(Subcommand)]
@@ -212,37 +211,13 @@ fn write_text(
         Some(error) => writeln!(out, "classification: unknown ({error})")?,
         None => writeln!(out, "classification: {}", c.category)?,
     }
-    for (i, s) in c.statements.iter().enumerate() {
-        writeln!(out, "  statement {}: {}", i + 1, s.category)?;
-        writeln!(out, "    verbs: {}", s.verbs.join(", "))?;
-        writeln!(out, "    tables read: {}", list(&s.tables_read))?;
-        writeln!(out, "    tables written: {}", list(&s.tables_written))?;
-        if let Some(has_where) = s.has_where {
-            writeln!(out, "    where: {}", if has_where { "yes" } else { "no" })?;
-        }
-        if !s.flags.is_empty() {
-            let flags: Vec<&str> = s.flags.iter().map(|f| f.as_str()).collect();
-            writeln!(out, "    flags: {}", flags.join(", "))?;
-        }
-    }
+    crate::sql_cmd::write_statements(out, &c.statements, "  ")?;
     writeln!(
         out,
         "policy: {} (version {})",
         policy.source(),
         policy.short_version()
     )
-}
-
-fn list(tables: &[TableName]) -> String {
-    if tables.is_empty() {
-        "-".to_string()
-    } else {
-        tables
-            .iter()
-            .map(|t| t.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 fn test(files: &[PathBuf]) -> ExitCode {

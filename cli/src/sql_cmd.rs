@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use countersign_shared::sql::{
-    classify, Classification, ClassifyOptions, Dialect, DEFAULT_MAX_INPUT_BYTES,
+    classify, Classification, ClassifyOptions, Dialect, StatementClass, TableName,
+    DEFAULT_MAX_INPUT_BYTES,
 };
 
 /// SQL subcommands.
@@ -129,34 +130,44 @@ pub(crate) fn write_text(out: &mut impl Write, c: &Classification) -> io::Result
         return Ok(());
     }
     writeln!(out, "category: {}", c.category)?;
-    for (i, s) in c.statements.iter().enumerate() {
-        writeln!(out, "statement {}: {}", i + 1, s.category)?;
-        writeln!(out, "  verbs: {}", s.verbs.join(", "))?;
-        let list = |tables: &[countersign_shared::sql::TableName]| {
-            if tables.is_empty() {
-                "-".to_string()
-            } else {
-                tables
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        };
-        writeln!(out, "  tables read: {}", list(&s.tables_read))?;
-        writeln!(out, "  tables written: {}", list(&s.tables_written))?;
+    write_statements(out, &c.statements, "")
+}
+
+/// Writes each statement's classification, every line starting with `indent`.
+pub(crate) fn write_statements(
+    out: &mut impl Write,
+    statements: &[StatementClass],
+    indent: &str,
+) -> io::Result<()> {
+    let list = |tables: &[TableName]| {
+        if tables.is_empty() {
+            "-".to_string()
+        } else {
+            tables
+                .iter()
+                .map(TableName::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    for (i, s) in statements.iter().enumerate() {
+        writeln!(out, "{indent}statement {}: {}", i + 1, s.category)?;
+        writeln!(out, "{indent}  verbs: {}", s.verbs.join(", "))?;
+        writeln!(out, "{indent}  tables read: {}", list(&s.tables_read))?;
+        writeln!(out, "{indent}  tables written: {}", list(&s.tables_written))?;
         if let Some(has_where) = s.has_where {
-            writeln!(out, "  where: {}", if has_where { "yes" } else { "no" })?;
+            writeln!(
+                out,
+                "{indent}  where: {}",
+                if has_where { "yes" } else { "no" }
+            )?;
         }
         if !s.flags.is_empty() {
             let flags: Vec<&str> = s.flags.iter().map(|f| f.as_str()).collect();
-            writeln!(out, "  flags: {}", flags.join(", "))?;
-        }
-        for function in &s.risky_functions {
-            writeln!(out, "  function: {function}")?;
+            writeln!(out, "{indent}  flags: {}", flags.join(", "))?;
         }
         for reason in &s.reasons {
-            writeln!(out, "  why: {reason}")?;
+            writeln!(out, "{indent}  why: {reason}")?;
         }
     }
     Ok(())

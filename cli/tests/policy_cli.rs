@@ -1,32 +1,17 @@
 //! `countersign policy check` and `countersign policy test`, run as a user would run them, on the
 //! example policy in `deploy/`.
 
-use std::io::Write;
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use common::{countersign, stdout};
 
 fn deploy(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy")
         .join(file)
-}
-
-fn countersign(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the countersign binary runs");
-    {
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        if let Some(text) = stdin {
-            pipe.write_all(text.as_bytes())
-                .expect("stdin accepts the SQL");
-        }
-    }
-    child.wait_with_output().expect("countersign finishes")
 }
 
 fn check(extra: &[&str]) -> Output {
@@ -35,10 +20,6 @@ fn check(extra: &[&str]) -> Output {
     let mut args = vec!["policy", "check", "--policy", policy];
     args.extend_from_slice(extra);
     countersign(&args, None)
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn stderr(output: &Output) -> String {

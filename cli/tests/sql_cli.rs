@@ -1,40 +1,15 @@
 //! `countersign sql classify` as scripts use it: text, JSON, JSON Lines, exit codes.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use common::{countersign, stdout};
 use serde_json::Value;
-
-fn countersign(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("countersign starts");
-    // Feed stdin from another thread: a large input would otherwise fill the output pipe while
-    // this thread is still writing, and both sides would wait forever.
-    let mut pipe = child.stdin.take().expect("stdin");
-    let input = stdin.to_string();
-    let writer = std::thread::spawn(move || pipe.write_all(input.as_bytes()));
-    let output = child.wait_with_output().expect("countersign finishes");
-    writer
-        .join()
-        .expect("writer thread")
-        .expect("stdin written");
-    output
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
-}
 
 #[test]
 fn text_output_explains_a_hidden_write() {
     let out = countersign(
         &["sql", "classify", "--dialect", "postgres"],
-        "WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d",
+        Some("WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d"),
     );
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
@@ -50,7 +25,7 @@ fn text_output_explains_a_hidden_write() {
 fn json_output_has_exactly_the_public_shape() {
     let out = countersign(
         &["sql", "classify", "--dialect", "mysql", "--format", "json"],
-        "DELETE FROM Orders WHERE id = 1",
+        Some("DELETE FROM Orders WHERE id = 1"),
     );
     assert_eq!(out.status.code(), Some(0));
     let value: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
@@ -82,7 +57,7 @@ fn json_output_has_exactly_the_public_shape() {
 fn unclassifiable_input_exits_1_with_the_reason() {
     let out = countersign(
         &["sql", "classify", "--format", "json"],
-        "SELECT 1 /*! , sleep(1) */",
+        Some("SELECT 1 /*! , sleep(1) */"),
     );
     assert_eq!(out.status.code(), Some(1));
     let value: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
@@ -114,7 +89,7 @@ fn jsonl_gives_one_line_per_input_line_in_order_with_the_worst_category_on_top()
     }
     big.push('\n');
     big.push_str(r#"{"sql": "DROP TABLE t"}"#);
-    let out = countersign(&["sql", "classify", "--input", "jsonl"], &big);
+    let out = countersign(&["sql", "classify", "--input", "jsonl"], Some(&big));
     assert_eq!(out.status.code(), Some(0));
     let lines: Vec<Value> = stdout(&out)
         .lines()
@@ -153,14 +128,20 @@ fn jsonl_gives_one_line_per_input_line_in_order_with_the_worst_category_on_top()
 
 #[test]
 fn the_size_cap_can_be_set() {
-    let out = countersign(&["sql", "classify", "--max-bytes", "8"], "SELECT 123456789");
+    let out = countersign(
+        &["sql", "classify", "--max-bytes", "8"],
+        Some("SELECT 123456789"),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("over the limit of 8 bytes"));
 }
 
 #[test]
 fn an_unknown_dialect_is_a_usage_error() {
-    let out = countersign(&["sql", "classify", "--dialect", "oracle"], "SELECT 1");
+    let out = countersign(
+        &["sql", "classify", "--dialect", "oracle"],
+        Some("SELECT 1"),
+    );
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown dialect 'oracle'"), "{err}");

@@ -5,37 +5,21 @@
 //! each workload over the PostgreSQL corpus sample and the median of the per-round ratios.
 //! Target: classify + decide at most 1.5x the bare parse.
 
+mod common;
+
 // Measured with the allocator the binaries use (the CLI and the services).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use countersign_shared::policy::{Identity, Policy, Principal, Request};
+use countersign_shared::policy::Request;
 use countersign_shared::sql::{classify, ClassifyOptions, Dialect};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 const ROUNDS: usize = 31;
-
-fn sample() -> Vec<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/corpus/pg_regress_labeled.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
-        eprintln!("!!! corpus not found at {}: {error}", path.display());
-        std::process::exit(1);
-    });
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|row| {
-            row["pg_ok"].as_bool() == Some(true) && row["psql_vars"].as_bool() == Some(false)
-        })
-        .filter_map(|row| row["sql"].as_str().map(str::to_string))
-        .step_by(8)
-        .collect()
-}
 
 fn timed(f: impl FnOnce()) -> Duration {
     let start = Instant::now();
@@ -49,17 +33,10 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let statements = sample();
+    let statements = common::sample();
     let options = ClassifyOptions::default();
-    let policy = Policy::from_str(
-        include_str!("../../deploy/policy.example.toml"),
-        "policy.example.toml",
-    )
-    .expect("the example policy loads");
-    let requester = Identity {
-        principal: Principal::parse("console:alice").expect("principal"),
-        groups: Vec::new(),
-    };
+    let policy = common::example_policy();
+    let requester = common::requester();
     let parse = || {
         for sql in &statements {
             let _ = black_box(Parser::parse_sql(&PostgreSqlDialect {}, black_box(sql)));

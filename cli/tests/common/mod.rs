@@ -1,0 +1,31 @@
+//! Running the `countersign` binary as a user or a script would.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// Runs `countersign` with `args`, feeding `stdin` (if any) and collecting its output.
+pub fn countersign(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the countersign binary runs");
+    // Feed stdin from another thread: a large input would otherwise fill the output pipe while
+    // this thread is still writing, and both sides would wait forever.
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    let input = stdin.unwrap_or("").to_string();
+    let writer = std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+    let output = child.wait_with_output().expect("countersign finishes");
+    writer
+        .join()
+        .expect("the stdin writer does not panic")
+        .expect("stdin accepts the input");
+    output
+}
+
+/// Standard output as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
+}
