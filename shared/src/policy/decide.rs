@@ -156,7 +156,7 @@ pub struct Decision {
     /// SHA-256 of the policy file that decided.
     pub policy_version: String,
     /// The target's settings, when the target exists.
-    pub target: Option<TargetSettings>,
+    pub target: Option<std::sync::Arc<TargetSettings>>,
     /// The requester's roles.
     pub roles: Vec<String>,
     /// Most rows a write may touch: the target's row limit, lowered by matching rules.
@@ -184,7 +184,7 @@ impl Decision {
             "outcome": self.outcome.as_str(),
             "reasons": self.reasons,
             "approval": approval,
-            "target": self.target.as_ref().map(TargetSettings::to_json),
+            "target": self.target.as_deref().map(TargetSettings::to_json),
             "roles": self.roles,
             "row_limit": self.row_limit,
             "matched_rules": self.matched_rules,

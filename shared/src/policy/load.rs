@@ -162,7 +162,7 @@ pub(crate) fn parse_policy(text: &str, source: &str) -> Result<Policy, PolicyErr
         version: version_of(text),
         classify_options,
         settings,
-        targets,
+        targets: targets.into_iter().map(std::sync::Arc::new).collect(),
         roles,
         permissions,
         rules,

@@ -165,7 +165,8 @@ pub struct Policy {
     source: String,
     version: String,
     settings: Settings,
-    targets: Vec<TargetSettings>,
+    /// Shared with every decision that names them, without copying.
+    targets: Vec<std::sync::Arc<TargetSettings>>,
     roles: Vec<Role>,
     permissions: Vec<Permission>,
     rules: Vec<Rule>,
@@ -207,12 +208,12 @@ impl Policy {
     }
 
     /// The targets, in file order.
-    pub fn targets(&self) -> &[TargetSettings] {
+    pub fn targets(&self) -> &[std::sync::Arc<TargetSettings>] {
         &self.targets
     }
 
     /// The target with this exact name.
-    pub fn target(&self, name: &str) -> Option<&TargetSettings> {
+    pub fn target(&self, name: &str) -> Option<&std::sync::Arc<TargetSettings>> {
         self.targets.iter().find(|t| t.name == name)
     }
 
