@@ -3,11 +3,13 @@
 //! Layout:
 //! - `sql_cmd`: `countersign sql classify`, text, JSON and JSON Lines output.
 //! - `policy_cmd`: `countersign policy check` and `countersign policy test`.
+//! - `keys_cmd`: `countersign keys generate`, the job-signing key pair.
 //!
 //! Exit codes: 0 success (or "allow"), 1 "needs approval" or a failed check, 2 "deny",
 //! 3 usage errors, 4 unreadable or invalid files.
 #![forbid(unsafe_code)]
 
+mod keys_cmd;
 mod policy_cmd;
 mod sql_cmd;
 
@@ -40,6 +42,9 @@ enum Command {
     /// Check and test policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Manage the key pair that signs approved jobs.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
 }
 
 /// Runs the CLI with the given arguments (the first is the program name) and returns its exit
@@ -60,6 +65,7 @@ where
     match cli.command {
         Command::Sql(command) => sql_cmd::run(command),
         Command::Policy(command) => policy_cmd::run(command),
+        Command::Keys(command) => keys_cmd::run(command),
     }
 }
 
