@@ -8,6 +8,7 @@ use countersign_shared::job::{JobSigner, JobVerifier};
 #[test]
 fn generate_writes_a_working_pair_and_never_overwrites() {
     let dir = std::env::temp_dir().join(format!("countersign-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let dir_arg = dir.to_str().expect("utf-8 path");
     let out = countersign(

@@ -5,12 +5,15 @@
 //!
 //! Layout:
 //! - [`sql`]: classifies SQL text per statement (category, verbs, tables, flags), fail-closed.
+//! - [`audit`]: audit records and their hash chain: sealing, and verification that names any
+//!   edited, removed or reordered record.
 //! - [`job`]: signed job envelopes between the bot and the executor (Ed25519), and the checks
 //!   the executor makes before running one.
 //! - [`policy`]: the policy file (targets, identities, roles, rules, masking), loading with
 //!   located errors, and evaluation of a request to allow, needs-approval or deny.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod job;
 pub mod policy;
 pub mod sql;

@@ -1,0 +1,454 @@
+//! The audit trail's records and the hash chain that makes them tamper-evident.
+//!
+//! Every record carries the hash of the one before it, and its own hash covers its content and
+//! that link, so editing, removing or reordering any record breaks the chain at a place
+//! [`verify_chain`] names. The store keeps the records append-only (the database refuses UPDATE
+//! and DELETE); this module only seals and checks them, without I/O.
+//!
+//! The hash input is `countersign-audit-v1\n`, the previous hash, a newline, and the record
+//! without its `hash` field as JSON in field order. Changing a field's name, type or order
+//! changes every hash: do it only with a new version prefix.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `prev_hash` of the first record.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+const HASH_PREFIX: &[u8] = b"countersign-audit-v1\n";
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// A request arrived (chat, automation endpoint).
+    Received,
+    /// The policy denied it.
+    Denied,
+    /// The policy allowed it at once.
+    Allowed,
+    /// It waits for approvals.
+    Pending,
+    /// A reviewer approved.
+    Approved,
+    /// A reviewer withdrew an approval (reaction removed).
+    ApprovalWithdrawn,
+    /// A reviewer rejected it.
+    Rejected,
+    /// Its approvals expired before it ran.
+    Expired,
+    /// The requester cancelled it.
+    Cancelled,
+    /// Its signed job was written to the outbox and published.
+    Queued,
+    /// The executor refused the job (signature, expiry, hash, scope, replay).
+    Refused,
+    /// The executor claimed the job and started it.
+    Running,
+    /// It ran and committed (or, for a read, returned its rows).
+    Succeeded,
+    /// It failed; nothing was committed.
+    Failed,
+    /// The row guard rolled it back.
+    RolledBack,
+    /// A write whose outcome cannot be known (the executor died mid-statement).
+    OutcomeUnknown,
+}
+
+/// One audit record, sealed into the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRecord {
+    /// Position in the chain, from 1, without gaps.
+    pub seq: u64,
+    /// When it happened (Unix milliseconds).
+    pub at_ms: u64,
+    /// What happened.
+    pub event: AuditEvent,
+    /// The request it concerns.
+    pub request_id: String,
+    /// Who did it: a principal (`slack:U1`) or a component (`executor:prod-0`).
+    pub actor: String,
+    /// The target database.
+    pub target: String,
+    /// The SQL, where the event concerns it.
+    pub sql: Option<String>,
+    /// Lowercase hex SHA-256 of the SQL.
+    pub sql_sha256: Option<String>,
+    /// The decision or outcome in a word (`allow`, `needs_approval`, `deny`, `committed`...).
+    pub decision: Option<String>,
+    /// Why, in sentences.
+    pub reasons: Vec<String>,
+    /// Who had approved at this point.
+    pub approvers: Vec<String>,
+    /// Rows returned or affected.
+    pub rows: Option<u64>,
+    /// How long it ran (milliseconds).
+    pub duration_ms: Option<u64>,
+    /// The error, for failures and refusals.
+    pub error: Option<String>,
+    /// The hash of the previous record ([`GENESIS_HASH`] for the first).
+    pub prev_hash: String,
+    /// This record's hash: lowercase hex SHA-256 of the prefix, `prev_hash` and the content.
+    pub hash: String,
+}
+
+/// The content of a record before it is sealed: everything but the chain fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When it happened (Unix milliseconds).
+    pub at_ms: u64,
+    /// What happened.
+    pub event: AuditEvent,
+    /// The request it concerns.
+    pub request_id: String,
+    /// Who did it.
+    pub actor: String,
+    /// The target database.
+    pub target: String,
+    /// The SQL, where the event concerns it.
+    pub sql: Option<String>,
+    /// The decision or outcome in a word.
+    pub decision: Option<String>,
+    /// Why, in sentences.
+    pub reasons: Vec<String>,
+    /// Who had approved at this point.
+    pub approvers: Vec<String>,
+    /// Rows returned or affected.
+    pub rows: Option<u64>,
+    /// How long it ran (milliseconds).
+    pub duration_ms: Option<u64>,
+    /// The error, for failures and refusals.
+    pub error: Option<String>,
+}
+
+impl AuditEntry {
+    /// An entry with the fields every event has; the rest start empty.
+    pub fn new(
+        event: AuditEvent,
+        at_ms: u64,
+        request_id: impl Into<String>,
+        actor: impl Into<String>,
+        target: impl Into<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at_ms,
+            event,
+            request_id: request_id.into(),
+            actor: actor.into(),
+            target: target.into(),
+            sql: None,
+            decision: None,
+            reasons: Vec::new(),
+            approvers: Vec::new(),
+            rows: None,
+            duration_ms: None,
+            error: None,
+        }
+    }
+}
+
+/// The record as hashed: every field but `hash`, in the record's field order.
+#[derive(Serialize)]
+struct Hashed<'a> {
+    seq: u64,
+    at_ms: u64,
+    event: AuditEvent,
+    request_id: &'a str,
+    actor: &'a str,
+    target: &'a str,
+    sql: &'a Option<String>,
+    sql_sha256: &'a Option<String>,
+    decision: &'a Option<String>,
+    reasons: &'a [String],
+    approvers: &'a [String],
+    rows: Option<u64>,
+    duration_ms: Option<u64>,
+    error: &'a Option<String>,
+}
+
+impl AuditRecord {
+    /// Seals an entry as record `seq`, linked to the record whose hash is `prev_hash`.
+    pub fn seal(entry: AuditEntry, seq: u64, prev_hash: &str) -> AuditRecord {
+        let sql_sha256 = entry.sql.as_deref().map(crate::job::sql_sha256);
+        let mut record = AuditRecord {
+            seq,
+            at_ms: entry.at_ms,
+            event: entry.event,
+            request_id: entry.request_id,
+            actor: entry.actor,
+            target: entry.target,
+            sql: entry.sql,
+            sql_sha256,
+            decision: entry.decision,
+            reasons: entry.reasons,
+            approvers: entry.approvers,
+            rows: entry.rows,
+            duration_ms: entry.duration_ms,
+            error: entry.error,
+            prev_hash: prev_hash.to_string(),
+            hash: String::new(),
+        };
+        record.hash = record.computed_hash();
+        record
+    }
+
+    /// The hash this record's content and link call for.
+    pub fn computed_hash(&self) -> String {
+        let content = serde_json::to_vec(&Hashed {
+            seq: self.seq,
+            at_ms: self.at_ms,
+            event: self.event,
+            request_id: &self.request_id,
+            actor: &self.actor,
+            target: &self.target,
+            sql: &self.sql,
+            sql_sha256: &self.sql_sha256,
+            decision: &self.decision,
+            reasons: &self.reasons,
+            approvers: &self.approvers,
+            rows: self.rows,
+            duration_ms: self.duration_ms,
+            error: &self.error,
+        })
+        .unwrap_or_default();
+        let mut hasher = Sha256::new();
+        hasher.update(HASH_PREFIX);
+        hasher.update(self.prev_hash.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(&content);
+        hex::encode(hasher.finalize())
+    }
+
+    /// The short reference posted in chat: `audit #42 9f3c2a1b`.
+    pub fn reference(&self) -> String {
+        format!(
+            "audit #{} {}",
+            self.seq,
+            &self.hash[..self.hash.len().min(8)]
+        )
+    }
+}
+
+/// One place where the chain does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    /// A record's content no longer matches its hash.
+    #[error("record #{seq} was edited: its content does not match its hash")]
+    Edited {
+        /// The record's sequence number.
+        seq: u64,
+    },
+    /// Records are missing between two others.
+    #[error("records #{from} to #{to} are missing")]
+    Missing {
+        /// First missing sequence number.
+        from: u64,
+        /// Last missing sequence number.
+        to: u64,
+    },
+    /// A record stands out of order (or twice).
+    #[error("record #{seq} is out of order: expected #{expected} at this place")]
+    OutOfOrder {
+        /// The record's sequence number.
+        seq: u64,
+        /// The sequence number that should stand here.
+        expected: u64,
+    },
+    /// A record does not link to the record before it.
+    #[error("record #{seq} does not follow the record before it: that record was replaced, or this one was re-linked")]
+    BrokenLink {
+        /// The record's sequence number.
+        seq: u64,
+    },
+}
+
+/// What a verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Records read.
+    pub records: u64,
+    /// The last record's hash, to compare with one kept elsewhere (so truncation shows too).
+    pub head: String,
+    /// Every break found, in order; empty when the chain holds.
+    pub breaks: Vec<ChainBreak>,
+}
+
+impl ChainReport {
+    /// True when no break was found.
+    pub fn holds(&self) -> bool {
+        self.breaks.is_empty()
+    }
+}
+
+/// Checks a whole chain, from its first record, in stored order. Streams: it keeps only the
+/// previous record's hash.
+pub fn verify_chain(records: impl IntoIterator<Item = AuditRecord>) -> ChainReport {
+    let mut report = ChainReport {
+        records: 0,
+        head: GENESIS_HASH.to_string(),
+        breaks: Vec::new(),
+    };
+    let mut expected_seq = 1;
+    for record in records {
+        report.records += 1;
+        if record.computed_hash() != record.hash {
+            report.breaks.push(ChainBreak::Edited { seq: record.seq });
+        }
+        if record.seq > expected_seq {
+            report.breaks.push(ChainBreak::Missing {
+                from: expected_seq,
+                to: record.seq - 1,
+            });
+        } else if record.seq < expected_seq {
+            report.breaks.push(ChainBreak::OutOfOrder {
+                seq: record.seq,
+                expected: expected_seq,
+            });
+        }
+        if record.prev_hash != report.head {
+            report
+                .breaks
+                .push(ChainBreak::BrokenLink { seq: record.seq });
+        }
+        expected_seq = expected_seq.max(record.seq + 1);
+        report.head = record.hash;
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: u64) -> Vec<AuditRecord> {
+        let mut records: Vec<AuditRecord> = Vec::new();
+        for seq in 1..=n {
+            let prev = records
+                .last()
+                .map_or(GENESIS_HASH, |r| r.hash.as_str())
+                .to_string();
+            let event = if seq % 2 == 0 {
+                AuditEvent::Approved
+            } else {
+                AuditEvent::Received
+            };
+            let entry = AuditEntry {
+                sql: Some("DELETE FROM orders WHERE id = 1".into()),
+                approvers: vec!["slack:U2".into()],
+                ..AuditEntry::new(
+                    event,
+                    1_800_000_000_000 + seq,
+                    format!("req-{seq}"),
+                    "slack:U1",
+                    "prod",
+                )
+            };
+            records.push(AuditRecord::seal(entry, seq, &prev));
+        }
+        records
+    }
+
+    #[test]
+    fn an_untouched_chain_holds_and_reports_its_head() {
+        let records = chain(5);
+        let head = records[4].hash.clone();
+        let report = verify_chain(records);
+        assert!(report.holds(), "{:?}", report.breaks);
+        assert_eq!((report.records, report.head), (5, head));
+        assert!(verify_chain(Vec::new()).holds());
+    }
+
+    #[test]
+    fn sealing_records_the_sql_hash_and_a_short_reference() {
+        let record = &chain(1)[0];
+        assert_eq!(
+            record.sql_sha256.as_deref(),
+            Some(crate::job::sql_sha256("DELETE FROM orders WHERE id = 1").as_str())
+        );
+        assert_eq!(record.prev_hash, GENESIS_HASH);
+        assert_eq!(
+            record.reference(),
+            format!("audit #1 {}", &record.hash[..8])
+        );
+    }
+
+    #[test]
+    fn an_edited_record_is_named() {
+        let mut records = chain(5);
+        records[2].rows = Some(1_000_000);
+        let report = verify_chain(records);
+        assert_eq!(report.breaks, [ChainBreak::Edited { seq: 3 }]);
+    }
+
+    #[test]
+    fn an_edited_and_resealed_record_breaks_the_next_link() {
+        let mut records = chain(5);
+        records[2].reasons = vec!["nothing to see".into()];
+        records[2].hash = records[2].computed_hash();
+        let report = verify_chain(records);
+        assert_eq!(report.breaks, [ChainBreak::BrokenLink { seq: 4 }]);
+    }
+
+    #[test]
+    fn a_removed_record_is_named() {
+        let mut records = chain(5);
+        records.remove(1);
+        let report = verify_chain(records);
+        assert_eq!(
+            report.breaks,
+            [
+                ChainBreak::Missing { from: 2, to: 2 },
+                ChainBreak::BrokenLink { seq: 3 }
+            ]
+        );
+        let report = verify_chain(chain(5).into_iter().skip(2));
+        assert_eq!(report.breaks[0], ChainBreak::Missing { from: 1, to: 2 });
+    }
+
+    #[test]
+    fn reordered_records_are_named() {
+        let mut records = chain(5);
+        records.swap(1, 2);
+        let report = verify_chain(records);
+        assert!(
+            report.breaks.contains(&ChainBreak::OutOfOrder {
+                seq: 2,
+                expected: 4
+            }),
+            "{:?}",
+            report.breaks
+        );
+        assert!(
+            report
+                .breaks
+                .contains(&ChainBreak::Missing { from: 2, to: 2 }),
+            "{:?}",
+            report.breaks
+        );
+        assert!(!report.holds());
+    }
+
+    #[test]
+    fn a_truncated_tail_shows_as_a_different_head() {
+        let records = chain(5);
+        let full_head = records[4].hash.clone();
+        let report = verify_chain(records.into_iter().take(3));
+        assert!(report.holds());
+        assert_ne!(report.head, full_head);
+    }
+
+    #[test]
+    fn records_round_trip_through_json_and_still_verify() {
+        let records = chain(3);
+        let text: Vec<String> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("json"))
+            .collect();
+        let back: Vec<AuditRecord> = text
+            .iter()
+            .map(|t| serde_json::from_str(t).expect("parses"))
+            .collect();
+        assert!(verify_chain(back).holds());
+    }
+}
