@@ -23,7 +23,7 @@ impl TableName {
         let mut joined = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
         let mut starts = Vec::with_capacity(parts.len());
         for part in &parts {
-            if !joined.is_empty() || !starts.is_empty() {
+            if !starts.is_empty() {
                 joined.push('.');
             }
             starts.push(joined.len());

@@ -156,36 +156,25 @@ impl<'o> Walk<'o> {
             .any(|scope| scope.names[..scope.visible].contains(&folded))
     }
 
+    /// Notes a call; `function` is absent for table functions in FROM (arguments unknown).
     fn call(&mut self, name: &ObjectName, function: Option<&Function>) {
-        let mut kind = functions::lookup(name, self.dialect, self.pure_functions);
-        // LAST_INSERT_ID(expr) sets the value later calls return.
-        if self.dialect == Dialect::Mysql
-            && name.to_string().eq_ignore_ascii_case("last_insert_id")
-            && function.is_some_and(|f| has_arguments(&f.args))
-        {
-            kind = FunctionKind::SideEffect(Category::Session, "sets the session's last insert id");
-        }
-        if kind == FunctionKind::Pure {
-            return;
-        }
-        let display = name.to_string().to_lowercase();
-        match kind {
-            FunctionKind::Pure => {}
-            FunctionKind::SideEffect(category, why) => {
-                self.flags.insert(Flag::SideEffectFunction);
-                self.note_function(&display, why);
-                self.escalate(category, Some(format!("calls {display}(), which {why}")));
-            }
-            FunctionKind::Unknown => {
-                self.flags.insert(Flag::UnknownFunction);
-                let why = "is not known to be free of side effects";
-                self.note_function(&display, why);
-                self.escalate(
+        let has_arguments = function.is_none_or(|f| has_arguments(&f.args));
+        let (category, why, flag) =
+            match functions::lookup(name, self.dialect, has_arguments, self.pure_functions) {
+                FunctionKind::Pure => return,
+                FunctionKind::SideEffect(category, why) => {
+                    (category, why, Flag::SideEffectFunction)
+                }
+                FunctionKind::Unknown => (
                     Category::Unknown,
-                    Some(format!("calls {display}(), which {why}")),
-                );
-            }
-        }
+                    "is not known to be free of side effects",
+                    Flag::UnknownFunction,
+                ),
+            };
+        let display = name.to_string().to_lowercase();
+        self.flags.insert(flag);
+        self.note_function(&display, why);
+        self.escalate(category, Some(format!("calls {display}(), which {why}")));
     }
 
     fn note_function(&mut self, name: &str, why: &str) {

@@ -93,12 +93,13 @@ static SIDE_EFFECTS: LazyLock<SideEffectIndex> = LazyLock::new(|| {
     index
 });
 
-/// Looks up a called function by its (possibly qualified) name. `declared_pure` holds names the
-/// caller vouches for (lower case, `function` or `schema.function`); it cannot override a known
-/// side effect.
+/// Looks up a called function by its (possibly qualified) name; `has_arguments` tells whether the
+/// call passes any (pass true when unsure). `declared_pure` holds names the caller vouches for
+/// (lower case, `function` or `schema.function`); it cannot override a known side effect.
 pub(crate) fn lookup(
     name: &ObjectName,
     dialect: Dialect,
+    has_arguments: bool,
     declared_pure: &BTreeSet<String>,
 ) -> FunctionKind {
     let mut parts = name.0.iter().map(|part| match part {
@@ -112,6 +113,10 @@ pub(crate) fn lookup(
     };
     if let Some(kind) = side_effect(&base, dialect) {
         return kind;
+    }
+    // MySQL's LAST_INSERT_ID(expr) sets the value later calls return; without arguments it reads.
+    if dialect == Dialect::Mysql && base == "last_insert_id" && has_arguments {
+        return FunctionKind::SideEffect(Category::Session, "sets the session's last insert id");
     }
     if !declared_pure.is_empty() {
         let full = match &qualifier {
@@ -168,7 +173,7 @@ mod tests {
     use sqlparser::ast::Ident;
 
     fn lookup(name: &ObjectName, dialect: Dialect) -> FunctionKind {
-        super::lookup(name, dialect, &BTreeSet::new())
+        super::lookup(name, dialect, true, &BTreeSet::new())
     }
 
     fn name(parts: &[&str]) -> ObjectName {
@@ -208,6 +213,17 @@ mod tests {
     }
 
     #[test]
+    fn last_insert_id_reads_without_arguments_and_sets_with_them() {
+        let f = name(&["LAST_INSERT_ID"]);
+        let declared = BTreeSet::new();
+        assert_eq!(super::lookup(&f, Dialect::Mysql, false, &declared), FunctionKind::Pure);
+        assert!(matches!(
+            super::lookup(&f, Dialect::Mysql, true, &declared),
+            FunctionKind::SideEffect(Category::Session, _)
+        ));
+    }
+
+    #[test]
     fn unknown_and_shadowed_functions_are_unknown() {
         assert_eq!(
             lookup(&name(&["my_func"]), Dialect::Postgres),
@@ -236,7 +252,7 @@ mod tests {
             "pg_sleep".to_string(),
         ]
         .into();
-        let look = |parts: &[&str]| super::lookup(&name(parts), Dialect::Postgres, &declared);
+        let look = |parts: &[&str]| super::lookup(&name(parts), Dialect::Postgres, true, &declared);
         assert_eq!(look(&["my_func"]), FunctionKind::Pure);
         assert_eq!(look(&["APP", "fmt_money"]), FunctionKind::Pure);
         assert_eq!(look(&["other", "fmt_money"]), FunctionKind::Unknown);
