@@ -6,8 +6,8 @@
 //! and DELETE); this module only seals and checks them, without I/O.
 //!
 //! The hash input is `countersign-audit-v1\n`, the previous hash, a newline, and the record
-//! without its `hash` field as JSON in field order. Changing a field's name, type or order
-//! changes every hash: do it only with a new version prefix.
+//! without its link fields as JSON: the sequence number, the entry's fields, the SQL hash.
+//! Changing a field's name, type or order changes every hash: do it only with a new prefix.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -55,46 +55,25 @@ pub enum AuditEvent {
     OutcomeUnknown,
 }
 
-/// One audit record, sealed into the chain.
+/// One audit record, sealed into the chain: an entry plus its place and links. In JSON (and in
+/// the store) the entry's fields stand beside the chain fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AuditRecord {
     /// Position in the chain, from 1, without gaps.
     pub seq: u64,
-    /// When it happened (Unix milliseconds).
-    pub at_ms: u64,
     /// What happened.
-    pub event: AuditEvent,
-    /// The request it concerns.
-    pub request_id: String,
-    /// Who did it: a principal (`slack:U1`) or a component (`executor:prod-0`).
-    pub actor: String,
-    /// The target database.
-    pub target: String,
-    /// The SQL, where the event concerns it.
-    pub sql: Option<String>,
-    /// Lowercase hex SHA-256 of the SQL.
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    /// Lowercase hex SHA-256 of the entry's SQL, computed when sealed.
     pub sql_sha256: Option<String>,
-    /// The decision or outcome in a word (`allow`, `needs_approval`, `deny`, `committed`...).
-    pub decision: Option<String>,
-    /// Why, in sentences.
-    pub reasons: Vec<String>,
-    /// Who had approved at this point.
-    pub approvers: Vec<String>,
-    /// Rows returned or affected.
-    pub rows: Option<u64>,
-    /// How long it ran (milliseconds).
-    pub duration_ms: Option<u64>,
-    /// The error, for failures and refusals.
-    pub error: Option<String>,
     /// The hash of the previous record ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
     /// This record's hash: lowercase hex SHA-256 of the prefix, `prev_hash` and the content.
     pub hash: String,
 }
 
-/// The content of a record before it is sealed: everything but the chain fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The content of a record: everything but the chain fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// When it happened (Unix milliseconds).
     pub at_ms: u64,
@@ -148,23 +127,13 @@ impl AuditEntry {
     }
 }
 
-/// The record as hashed: every field but `hash`, in the record's field order.
+/// The record as hashed: every field but `hash` (the link is hashed separately).
 #[derive(Serialize)]
 struct Hashed<'a> {
     seq: u64,
-    at_ms: u64,
-    event: AuditEvent,
-    request_id: &'a str,
-    actor: &'a str,
-    target: &'a str,
-    sql: &'a Option<String>,
+    #[serde(flatten)]
+    entry: &'a AuditEntry,
     sql_sha256: &'a Option<String>,
-    decision: &'a Option<String>,
-    reasons: &'a [String],
-    approvers: &'a [String],
-    rows: Option<u64>,
-    duration_ms: Option<u64>,
-    error: &'a Option<String>,
 }
 
 impl AuditRecord {
@@ -173,19 +142,8 @@ impl AuditRecord {
         let sql_sha256 = entry.sql.as_deref().map(crate::job::sql_sha256);
         let mut record = AuditRecord {
             seq,
-            at_ms: entry.at_ms,
-            event: entry.event,
-            request_id: entry.request_id,
-            actor: entry.actor,
-            target: entry.target,
-            sql: entry.sql,
+            entry,
             sql_sha256,
-            decision: entry.decision,
-            reasons: entry.reasons,
-            approvers: entry.approvers,
-            rows: entry.rows,
-            duration_ms: entry.duration_ms,
-            error: entry.error,
             prev_hash: prev_hash.to_string(),
             hash: String::new(),
         };
@@ -195,21 +153,11 @@ impl AuditRecord {
 
     /// The hash this record's content and link call for.
     pub fn computed_hash(&self) -> String {
+        // Serialising plain strings, numbers and lists cannot fail.
         let content = serde_json::to_vec(&Hashed {
             seq: self.seq,
-            at_ms: self.at_ms,
-            event: self.event,
-            request_id: &self.request_id,
-            actor: &self.actor,
-            target: &self.target,
-            sql: &self.sql,
+            entry: &self.entry,
             sql_sha256: &self.sql_sha256,
-            decision: &self.decision,
-            reasons: &self.reasons,
-            approvers: &self.approvers,
-            rows: self.rows,
-            duration_ms: self.duration_ms,
-            error: &self.error,
         })
         .unwrap_or_default();
         let mut hasher = Sha256::new();
@@ -376,7 +324,7 @@ mod tests {
     #[test]
     fn an_edited_record_is_named() {
         let mut records = chain(5);
-        records[2].rows = Some(1_000_000);
+        records[2].entry.rows = Some(1_000_000);
         let report = verify_chain(records);
         assert_eq!(report.breaks, [ChainBreak::Edited { seq: 3 }]);
     }
@@ -384,7 +332,7 @@ mod tests {
     #[test]
     fn an_edited_and_resealed_record_breaks_the_next_link() {
         let mut records = chain(5);
-        records[2].reasons = vec!["nothing to see".into()];
+        records[2].entry.reasons = vec!["nothing to see".into()];
         records[2].hash = records[2].computed_hash();
         let report = verify_chain(records);
         assert_eq!(report.breaks, [ChainBreak::BrokenLink { seq: 4 }]);

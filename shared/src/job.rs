@@ -155,6 +155,7 @@ impl JobSigner {
 
     /// Signs a job: serialises it once and signs those bytes.
     pub fn sign(&self, job: &Job) -> SignedJob {
+        // Serialising plain strings, numbers and lists cannot fail.
         let payload = serde_json::to_string(job).unwrap_or_default();
         let signature = self.key.sign(payload.as_bytes());
         SignedJob {

@@ -216,7 +216,10 @@ mod tests {
     fn last_insert_id_reads_without_arguments_and_sets_with_them() {
         let f = name(&["LAST_INSERT_ID"]);
         let declared = BTreeSet::new();
-        assert_eq!(super::lookup(&f, Dialect::Mysql, false, &declared), FunctionKind::Pure);
+        assert_eq!(
+            super::lookup(&f, Dialect::Mysql, false, &declared),
+            FunctionKind::Pure
+        );
         assert!(matches!(
             super::lookup(&f, Dialect::Mysql, true, &declared),
             FunctionKind::SideEffect(Category::Session, _)
