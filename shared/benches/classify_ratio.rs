@@ -11,13 +11,9 @@ mod common;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use countersign_shared::policy::Request;
-use countersign_shared::sql::{classify, ClassifyOptions, Dialect};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
+use countersign_shared::sql::ClassifyOptions;
 
 const ROUNDS: usize = 31;
 
@@ -37,26 +33,9 @@ fn main() {
     let options = ClassifyOptions::default();
     let policy = common::example_policy();
     let requester = common::requester();
-    let parse = || {
-        for sql in &statements {
-            let _ = black_box(Parser::parse_sql(&PostgreSqlDialect {}, black_box(sql)));
-        }
-    };
-    let classify_all = || {
-        for sql in &statements {
-            black_box(classify(black_box(sql), Dialect::Postgres, &options));
-        }
-    };
-    let decide_all = || {
-        for sql in &statements {
-            black_box(policy.decide(&Request {
-                target: "prod",
-                requester: &requester,
-                sql: black_box(sql),
-                estimated_rows: Some(10),
-            }));
-        }
-    };
+    let parse = || common::parse_all(&statements);
+    let classify_all = || common::classify_all(&statements, &options);
+    let decide_all = || common::decide_all(&statements, &policy, &requester);
     // For profiling one workload alone (e.g. under callgrind): CLASSIFY_RATIO_ONLY=decide.
     if let Ok(only) = std::env::var("CLASSIFY_RATIO_ONLY") {
         match only.as_str() {

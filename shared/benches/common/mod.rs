@@ -2,7 +2,12 @@
 
 use std::path::PathBuf;
 
-use countersign_shared::policy::{Identity, Policy, Principal};
+use std::hint::black_box;
+
+use countersign_shared::policy::{Identity, Policy, Principal, Request};
+use countersign_shared::sql::{classify, ClassifyOptions, Dialect};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
 
 /// Every 8th statement of the PostgreSQL regression corpus that PostgreSQL accepts
 /// (`../shared/corpus/pg_regress_labeled.jsonl`), or a small built-in sample, loudly, without it.
@@ -45,5 +50,31 @@ pub fn requester() -> Identity {
     Identity {
         principal: Principal::parse("console:alice").expect("principal"),
         groups: Vec::new(),
+    }
+}
+
+/// The baseline: a bare sqlparser parse of every statement.
+pub fn parse_all(statements: &[String]) {
+    for sql in statements {
+        let _ = black_box(Parser::parse_sql(&PostgreSqlDialect {}, black_box(sql)));
+    }
+}
+
+/// Classifies every statement.
+pub fn classify_all(statements: &[String], options: &ClassifyOptions) {
+    for sql in statements {
+        black_box(classify(black_box(sql), Dialect::Postgres, options));
+    }
+}
+
+/// Decides every statement on `prod` for `requester`.
+pub fn decide_all(statements: &[String], policy: &Policy, requester: &Identity) {
+    for sql in statements {
+        black_box(policy.decide(&Request {
+            target: "prod",
+            requester,
+            sql: black_box(sql),
+            estimated_rows: Some(10),
+        }));
     }
 }
