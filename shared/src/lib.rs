@@ -11,9 +11,12 @@
 //!   the executor makes before running one.
 //! - [`policy`]: the policy file (targets, identities, roles, rules, masking), loading with
 //!   located errors, and evaluation of a request to allow, needs-approval or deny.
+//! - [`summary`]: result summaries (outcome, rows, the first rows masked, the audit line) and
+//!   their plain-text rendering for a chat thread.
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod job;
 pub mod policy;
 pub mod sql;
+pub mod summary;
