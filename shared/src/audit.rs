@@ -209,6 +209,24 @@ pub enum ChainBreak {
         /// The record's sequence number.
         seq: u64,
     },
+    /// The chain ends before the head the store recorded: its last records were removed.
+    #[error("records after #{last} are missing: the store's head is record #{head_seq} ({head_hash})")]
+    Truncated {
+        /// The last record found.
+        last: u64,
+        /// The last record the store says it sealed.
+        head_seq: u64,
+        /// That record's hash.
+        head_hash: String,
+    },
+    /// The chain's last record is not the head the store recorded.
+    #[error("the chain's last record does not match the store's head #{head_seq} ({head_hash})")]
+    HeadMismatch {
+        /// The last record the store says it sealed.
+        head_seq: u64,
+        /// That record's hash.
+        head_hash: String,
+    },
 }
 
 /// What a verification found.
@@ -232,26 +250,55 @@ impl ChainReport {
 /// Checks a whole chain, from its first record, in stored order. Streams: it keeps only the
 /// previous record's hash.
 pub fn verify_chain(records: impl IntoIterator<Item = AuditRecord>) -> ChainReport {
-    let mut report = ChainReport {
-        records: 0,
-        head: GENESIS_HASH.to_string(),
-        breaks: Vec::new(),
-    };
-    let mut expected_seq = 1;
+    let mut verifier = ChainVerifier::new();
     for record in records {
+        verifier.push(&record);
+    }
+    verifier.finish()
+}
+
+/// Checks a chain one record at a time, for records that arrive as a stream.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    report: ChainReport,
+    expected_seq: u64,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        ChainVerifier::new()
+    }
+}
+
+impl ChainVerifier {
+    /// A verifier expecting record #1 next.
+    pub fn new() -> ChainVerifier {
+        ChainVerifier {
+            report: ChainReport {
+                records: 0,
+                head: GENESIS_HASH.to_string(),
+                breaks: Vec::new(),
+            },
+            expected_seq: 1,
+        }
+    }
+
+    /// Checks the next record in stored order.
+    pub fn push(&mut self, record: &AuditRecord) {
+        let report = &mut self.report;
         report.records += 1;
         if record.computed_hash() != record.hash {
             report.breaks.push(ChainBreak::Edited { seq: record.seq });
         }
-        if record.seq > expected_seq {
+        if record.seq > self.expected_seq {
             report.breaks.push(ChainBreak::Missing {
-                from: expected_seq,
+                from: self.expected_seq,
                 to: record.seq - 1,
             });
-        } else if record.seq < expected_seq {
+        } else if record.seq < self.expected_seq {
             report.breaks.push(ChainBreak::OutOfOrder {
                 seq: record.seq,
-                expected: expected_seq,
+                expected: self.expected_seq,
             });
         }
         if record.prev_hash != report.head {
@@ -259,10 +306,38 @@ pub fn verify_chain(records: impl IntoIterator<Item = AuditRecord>) -> ChainRepo
                 .breaks
                 .push(ChainBreak::BrokenLink { seq: record.seq });
         }
-        expected_seq = expected_seq.max(record.seq + 1);
-        report.head = record.hash;
+        self.expected_seq = self.expected_seq.max(record.seq + 1);
+        report.head.clone_from(&record.hash);
     }
-    report
+
+    /// The report so far.
+    pub fn report(&self) -> &ChainReport {
+        &self.report
+    }
+
+    /// The report after the last record.
+    pub fn finish(self) -> ChainReport {
+        self.report
+    }
+
+    /// The report after the last record, checked against the head (sequence number and hash)
+    /// the store recorded separately, so that removing the newest records shows too.
+    pub fn finish_with_head(mut self, head_seq: u64, head_hash: &str) -> ChainReport {
+        let last = self.expected_seq - 1;
+        if last < head_seq {
+            self.report.breaks.push(ChainBreak::Truncated {
+                last,
+                head_seq,
+                head_hash: head_hash.to_string(),
+            });
+        } else if self.report.head != head_hash {
+            self.report.breaks.push(ChainBreak::HeadMismatch {
+                head_seq,
+                head_hash: head_hash.to_string(),
+            });
+        }
+        self.report
+    }
 }
 
 #[cfg(test)]
