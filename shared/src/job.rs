@@ -60,6 +60,27 @@ pub struct SignedJob {
     pub signature: String,
 }
 
+/// A request for a row estimate, which the executor answers without running the statement.
+/// Signed like a job, so that only the bot can make the executor plan SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightRequest {
+    /// An id for the reply.
+    pub id: String,
+    /// The target database's name in the policy.
+    pub target: String,
+    /// The SQL to estimate.
+    pub sql: String,
+    /// Who asked.
+    pub requester: String,
+    /// When it was signed (Unix seconds).
+    pub issued_at: u64,
+    /// After this instant (Unix seconds) it is ignored.
+    pub expires_at: u64,
+}
+
+const PREFLIGHT_CONTEXT: &[u8] = b"countersign-preflight-v1\n";
+
 /// Why a job is refused. Each is audited and reported in the request's thread.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
@@ -165,6 +186,21 @@ impl JobSigner {
     }
 }
 
+impl JobSigner {
+    /// Signs a preflight request. The signed bytes carry a context prefix, so a signed
+    /// preflight can never pass as a job (nor a job as a preflight).
+    pub fn sign_preflight(&self, request: &PreflightRequest) -> SignedJob {
+        let payload = serde_json::to_string(request).unwrap_or_default();
+        let mut message = PREFLIGHT_CONTEXT.to_vec();
+        message.extend_from_slice(payload.as_bytes());
+        let signature = self.key.sign(&message);
+        SignedJob {
+            payload,
+            signature: BASE64.encode(signature.to_bytes()),
+        }
+    }
+}
+
 impl std::fmt::Debug for JobSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret.
@@ -233,6 +269,42 @@ impl JobVerifier {
     }
 }
 
+impl JobVerifier {
+    /// Checks a preflight request's signature (with its context prefix), then its expiry.
+    pub fn verify_preflight(
+        &self,
+        signed: &SignedJob,
+        now: u64,
+    ) -> Result<PreflightRequest, JobError> {
+        let signature_bytes: [u8; 64] = BASE64
+            .decode(signed.signature.trim())
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or(JobError::BadSignature)?;
+        let signature = Signature::from_bytes(&signature_bytes);
+        let mut message = PREFLIGHT_CONTEXT.to_vec();
+        message.extend_from_slice(signed.payload.as_bytes());
+        self.key
+            .verify_strict(&message, &signature)
+            .map_err(|_| JobError::BadSignature)?;
+        let request: PreflightRequest = serde_json::from_str(&signed.payload)
+            .map_err(|e| JobError::Malformed(e.to_string()))?;
+        if request.issued_at > now.saturating_add(CLOCK_SKEW_SECONDS) {
+            return Err(JobError::IssuedInFuture {
+                issued_at: request.issued_at,
+                now,
+            });
+        }
+        if now >= request.expires_at {
+            return Err(JobError::Expired {
+                expires_at: request.expires_at,
+                now,
+            });
+        }
+        Ok(request)
+    }
+}
+
 /// Checks the executor's own classification of a verified job's SQL against what was approved:
 /// it must classify, and no statement may be more dangerous than the approved category.
 pub fn check_scope(job: &Job, classification: &Classification) -> Result<(), JobError> {
@@ -284,6 +356,32 @@ mod tests {
             issued_at: NOW - 10,
             expires_at: NOW + 3600,
         }
+    }
+
+    #[test]
+    fn preflights_and_jobs_cannot_stand_in_for_each_other() {
+        let signer = signer(7);
+        let request = PreflightRequest {
+            id: "p1".into(),
+            target: "prod".into(),
+            sql: "DELETE FROM orders".into(),
+            requester: "slack:U1".into(),
+            issued_at: NOW - 1,
+            expires_at: NOW + 30,
+        };
+        let signed = signer.sign_preflight(&request);
+        let verifier = signer.verifier();
+        assert_eq!(verifier.verify_preflight(&signed, NOW), Ok(request));
+        assert_eq!(verifier.verify(&signed, NOW), Err(JobError::BadSignature));
+        let job = signer.sign(&job("SELECT 1"));
+        assert_eq!(
+            verifier.verify_preflight(&job, NOW),
+            Err(JobError::BadSignature)
+        );
+        assert!(matches!(
+            verifier.verify_preflight(&signed, NOW + 31),
+            Err(JobError::Expired { .. })
+        ));
     }
 
     #[test]
