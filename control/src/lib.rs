@@ -1,1 +1,35 @@
-//! placeholder
+//! Countersign's durable control plane: what the bot and the executor share through
+//! PostgreSQL and Redis, and the trait they post to chat through.
+//!
+//! PostgreSQL is the truth (DESIGN.md sections 2 and 3); Redis is transport only.
+//!
+//! Layout:
+//! - [`store`]: [`store::ControlStore`], the PostgreSQL pool, and its migrations ([`migrate`]).
+//! - [`audit_log`]: the append-only, hash-chained audit trail: entries are written inside the
+//!   transaction of the transition they record, then sealed into the chain in batches.
+//! - [`outbox`]: signed jobs in the outbox; claiming a job once (a conditional update), leases,
+//!   outcomes, and what the reconciler re-publishes or declares unknown.
+//! - [`queue`]: Redis streams per target with a consumer group: publish, read, acknowledge,
+//!   reclaim stuck deliveries; and the preflight request/reply channel.
+//! - [`chat`]: where a request's thread is ([`chat::ReplyTo`]), the [`chat::ChatPoster`] trait
+//!   and a recording implementation for tests.
+#![forbid(unsafe_code)]
+
+pub mod audit_log;
+pub mod chat;
+pub mod migrate;
+pub mod outbox;
+pub mod queue;
+pub mod store;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_s() -> u64 {
+    now_ms() / 1000
+}

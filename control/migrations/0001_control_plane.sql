@@ -1,0 +1,100 @@
+-- Countersign control plane: requests, approvals, the job outbox and the audit trail.
+
+CREATE TABLE cs_requests (
+    id              text PRIMARY KEY,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    requester       text NOT NULL,
+    target          text NOT NULL,
+    sql             text NOT NULL,
+    sql_sha256      text NOT NULL,
+    reason          text,
+    state           text NOT NULL,
+    category        text,
+    policy_version  text,
+    decision        jsonb,
+    expires_at      timestamptz,
+    reply_to        jsonb,
+    root_message    jsonb
+);
+CREATE INDEX cs_requests_open ON cs_requests (state, expires_at) WHERE state = 'pending';
+
+CREATE TABLE cs_approvals (
+    request_id    text NOT NULL REFERENCES cs_requests (id),
+    approver      text NOT NULL,
+    approved_at   timestamptz NOT NULL DEFAULT now(),
+    withdrawn_at  timestamptz,
+    PRIMARY KEY (request_id, approver)
+);
+
+-- The outbox: one signed job per request. Redis only carries it; this row is the truth.
+CREATE TABLE cs_jobs (
+    request_id    text PRIMARY KEY,
+    target        text NOT NULL,
+    payload       text NOT NULL,
+    signature     text NOT NULL,
+    category      text NOT NULL,
+    state         text NOT NULL DEFAULT 'queued'
+                  CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'rolled_back', 'refused', 'unknown')),
+    attempts      integer NOT NULL DEFAULT 0,
+    reply_to      jsonb,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    published_at  timestamptz,
+    claimed_by    text,
+    claimed_at    timestamptz,
+    lease_until   timestamptz,
+    finished_at   timestamptz,
+    summary       jsonb,
+    posted_at     timestamptz
+);
+CREATE INDEX cs_jobs_open ON cs_jobs (target, state) WHERE state IN ('queued', 'running');
+CREATE INDEX cs_jobs_unposted ON cs_jobs (finished_at) WHERE posted_at IS NULL AND finished_at IS NOT NULL;
+
+-- Audit entries written inside the transaction of the transition they record, then sealed
+-- into the hash chain (cs_audit) in batches by whichever process gets the head's lock.
+CREATE TABLE cs_audit_queue (
+    id     bigserial PRIMARY KEY,
+    entry  text NOT NULL
+);
+
+CREATE TABLE cs_audit (
+    seq        bigint PRIMARY KEY,
+    event_id   bigint NOT NULL UNIQUE,
+    request_id text NOT NULL,
+    record     text NOT NULL,
+    hash       text NOT NULL,
+    prev_hash  text NOT NULL
+);
+CREATE INDEX cs_audit_request ON cs_audit (request_id);
+
+CREATE TABLE cs_audit_head (
+    only_row  boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    seq       bigint NOT NULL,
+    hash      text NOT NULL
+);
+INSERT INTO cs_audit_head (seq, hash)
+VALUES (0, '0000000000000000000000000000000000000000000000000000000000000000');
+
+CREATE FUNCTION cs_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit trail is append-only: % on cs_audit is refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+CREATE TRIGGER cs_audit_no_update BEFORE UPDATE OR DELETE ON cs_audit
+    FOR EACH ROW EXECUTE FUNCTION cs_audit_append_only();
+CREATE TRIGGER cs_audit_no_truncate BEFORE TRUNCATE ON cs_audit
+    FOR EACH STATEMENT EXECUTE FUNCTION cs_audit_append_only();
+
+-- The head only moves forward, one sealed batch at a time.
+CREATE FUNCTION cs_audit_head_forward() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'UPDATE' OR NEW.seq <= OLD.seq THEN
+        RAISE EXCEPTION 'the audit head only moves forward'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER cs_audit_head_forward BEFORE UPDATE OR DELETE ON cs_audit_head
+    FOR EACH ROW EXECUTE FUNCTION cs_audit_head_forward();

@@ -1,0 +1,506 @@
+//! The job outbox: signed jobs as rows, claimed once, leased while they run.
+//!
+//! A job's row is written in the same transaction as the approval (or allow decision) that
+//! produced it, with a `queued` audit entry; Redis only carries a copy. The executor claims a
+//! job with a conditional update (`queued` → `running`, matching the delivered payload
+//! byte for byte), so a job delivered twice runs once, and a payload that differs from the
+//! outbox's never runs. While it runs, the claim holds a lease the executor renews; a lease that
+//! runs out means the executor died: the reconciler ([`expire_leases`]) re-queues a read once and
+//! declares a write `unknown`, never running it again.
+//!
+//! States: `queued → running → succeeded | failed | rolled_back | unknown`, and
+//! `queued → refused` for a genuine job the executor would not run (expired, out of scope).
+
+use std::time::Duration;
+
+use countersign_shared::audit::{AuditEntry, AuditEvent};
+use countersign_shared::job::{Job, SignedJob};
+use countersign_shared::sql::Category;
+use countersign_shared::summary::{Outcome, ResultSummary};
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::audit_log;
+use crate::chat::ReplyTo;
+use crate::now_ms;
+use crate::store::StoreError;
+
+/// A job's state in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for an executor.
+    Queued,
+    /// Claimed; an executor holds its lease.
+    Running,
+    /// Finished with this outcome.
+    Finished(Outcome),
+}
+
+impl JobState {
+    /// The state's stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Finished(outcome) => outcome.as_str(),
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<JobState> {
+        Some(match text {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "succeeded" => JobState::Finished(Outcome::Succeeded),
+            "failed" => JobState::Finished(Outcome::Failed),
+            "rolled_back" => JobState::Finished(Outcome::RolledBack),
+            "refused" => JobState::Finished(Outcome::Refused),
+            "unknown" => JobState::Finished(Outcome::Unknown),
+            _ => return None,
+        })
+    }
+}
+
+fn reply_to_json(reply_to: Option<&ReplyTo>) -> Option<serde_json::Value> {
+    reply_to.and_then(|r| serde_json::to_value(r).ok())
+}
+
+fn reply_to_from(row: &sqlx::postgres::PgRow) -> Result<Option<ReplyTo>, StoreError> {
+    let value: Option<serde_json::Value> = row.try_get("reply_to")?;
+    value
+        .map(|v| {
+            serde_json::from_value(v).map_err(|error| StoreError::Corrupt {
+                what: "reply_to",
+                detail: error.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// Writes a signed job to the outbox with its `queued` audit entry, inside the caller's
+/// transaction (the one that records the approval). Returns the audit event id.
+pub async fn insert_job(
+    tx: &mut PgConnection,
+    signed: &SignedJob,
+    job: &Job,
+    reply_to: Option<&ReplyTo>,
+    actor: &str,
+) -> Result<i64, StoreError> {
+    sqlx::query(
+        "INSERT INTO cs_jobs (request_id, target, payload, signature, category, reply_to)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&job.request_id)
+    .bind(&job.target)
+    .bind(&signed.payload)
+    .bind(&signed.signature)
+    .bind(job.category.as_str())
+    .bind(reply_to_json(reply_to))
+    .execute(&mut *tx)
+    .await?;
+    let entry = AuditEntry {
+        sql: Some(job.sql.clone()),
+        approvers: job.approvers.clone(),
+        decision: Some(job.category.as_str().to_string()),
+        ..AuditEntry::new(
+            AuditEvent::Queued,
+            now_ms(),
+            &job.request_id,
+            actor,
+            &job.target,
+        )
+    };
+    audit_log::enqueue(&mut *tx, &entry).await
+}
+
+/// Records that a job was published to Redis.
+pub async fn mark_published(pool: &PgPool, request_ids: &[String]) -> Result<(), StoreError> {
+    sqlx::query("UPDATE cs_jobs SET published_at = now() WHERE request_id = ANY($1)")
+        .bind(request_ids)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A job this executor now holds.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    /// How many times it has been claimed, this claim included.
+    pub attempts: i32,
+    /// Its thread.
+    pub reply_to: Option<ReplyTo>,
+    /// The `running` audit entry's event id.
+    pub running_event: i64,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// The job is ours to run.
+    Claimed(ClaimedJob),
+    /// It was claimed before (a duplicate delivery or a replay): it must not run again.
+    AlreadyClaimed {
+        /// Its state now.
+        state: String,
+        /// Who claimed it.
+        claimed_by: Option<String>,
+        /// Its thread.
+        reply_to: Option<ReplyTo>,
+    },
+    /// The outbox holds a different payload for this request id: the delivery is not the job
+    /// that was approved.
+    PayloadMismatch {
+        /// Its thread.
+        reply_to: Option<ReplyTo>,
+    },
+    /// No job with this request id was ever approved.
+    NotFound,
+}
+
+/// Claims a job: `queued` → `running` if and only if the delivered payload is the outbox's,
+/// with the `running` audit entry in the same transaction.
+pub async fn claim(
+    pool: &PgPool,
+    request_id: &str,
+    payload: &str,
+    executor: &str,
+    lease: Duration,
+    running: &AuditEntry,
+) -> Result<Claim, StoreError> {
+    let mut tx = pool.begin().await?;
+    let claimed = sqlx::query(
+        "UPDATE cs_jobs SET state = 'running', attempts = attempts + 1, claimed_by = $3,
+                claimed_at = now(), lease_until = now() + $4 * interval '1 millisecond'
+         WHERE request_id = $1 AND state = 'queued' AND payload = $2
+         RETURNING attempts, reply_to",
+    )
+    .bind(request_id)
+    .bind(payload)
+    .bind(executor)
+    .bind(lease.as_millis() as f64)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(row) = claimed {
+        let running_event = audit_log::enqueue(&mut *tx, running).await?;
+        tx.commit().await?;
+        return Ok(Claim::Claimed(ClaimedJob {
+            attempts: row.try_get("attempts")?,
+            reply_to: reply_to_from(&row)?,
+            running_event,
+        }));
+    }
+    tx.rollback().await?;
+    let existing = sqlx::query(
+        "SELECT state, claimed_by, reply_to, payload = $2 AS same FROM cs_jobs WHERE request_id = $1",
+    )
+    .bind(request_id)
+    .bind(payload)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = existing else {
+        return Ok(Claim::NotFound);
+    };
+    let reply_to = reply_to_from(&row)?;
+    if !row.try_get::<bool, _>("same")? {
+        return Ok(Claim::PayloadMismatch { reply_to });
+    }
+    Ok(Claim::AlreadyClaimed {
+        state: row.try_get("state")?,
+        claimed_by: row.try_get("claimed_by")?,
+        reply_to,
+    })
+}
+
+/// Where a request's thread is, if the outbox knows the request.
+pub async fn reply_to_of(pool: &PgPool, request_id: &str) -> Result<Option<ReplyTo>, StoreError> {
+    let row = sqlx::query("SELECT reply_to FROM cs_jobs WHERE request_id = $1")
+        .bind(request_id)
+        .fetch_optional(pool)
+        .await?;
+    match row {
+        Some(row) => reply_to_from(&row),
+        None => Ok(None),
+    }
+}
+
+/// Extends a running job's lease. False when the lease was lost (the reconciler took it).
+pub async fn renew_lease(
+    pool: &PgPool,
+    request_id: &str,
+    executor: &str,
+    lease: Duration,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE cs_jobs SET lease_until = now() + $3 * interval '1 millisecond'
+         WHERE request_id = $1 AND state = 'running' AND claimed_by = $2",
+    )
+    .bind(request_id)
+    .bind(executor)
+    .bind(lease.as_millis() as f64)
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Records a running job's outcome and its audit entry in one transaction. Returns the audit
+/// event id, or None when this executor no longer held the job (its lease ran out).
+pub async fn finish(
+    pool: &PgPool,
+    request_id: &str,
+    executor: &str,
+    summary: &ResultSummary,
+    entry: &AuditEntry,
+) -> Result<Option<i64>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let summary_json = serde_json::to_value(summary).map_err(|error| StoreError::Corrupt {
+        what: "result summary",
+        detail: error.to_string(),
+    })?;
+    let updated = sqlx::query(
+        "UPDATE cs_jobs SET state = $3, finished_at = now(), lease_until = NULL, summary = $4
+         WHERE request_id = $1 AND state = 'running' AND claimed_by = $2",
+    )
+    .bind(request_id)
+    .bind(executor)
+    .bind(summary.outcome.as_str())
+    .bind(summary_json)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let event = audit_log::enqueue(&mut *tx, entry).await?;
+    tx.commit().await?;
+    Ok(Some(event))
+}
+
+/// Marks a genuine, still-queued job refused (it expired, or re-classifies out of scope), with
+/// its audit entry. Only the exact outbox payload can do this, so a forged delivery cannot
+/// cancel a real job. Returns the audit event id, and whether the job's row changed.
+pub async fn refuse_queued(
+    pool: &PgPool,
+    request_id: &str,
+    payload: &str,
+    summary: &ResultSummary,
+    entry: &AuditEntry,
+) -> Result<(i64, bool), StoreError> {
+    let mut tx = pool.begin().await?;
+    let summary_json = serde_json::to_value(summary).map_err(|error| StoreError::Corrupt {
+        what: "result summary",
+        detail: error.to_string(),
+    })?;
+    let updated = sqlx::query(
+        "UPDATE cs_jobs SET state = 'refused', finished_at = now(), summary = $3
+         WHERE request_id = $1 AND state = 'queued' AND payload = $2",
+    )
+    .bind(request_id)
+    .bind(payload)
+    .bind(summary_json)
+    .execute(&mut *tx)
+    .await?;
+    let event = audit_log::enqueue(&mut *tx, entry).await?;
+    tx.commit().await?;
+    Ok((event, updated.rows_affected() == 1))
+}
+
+/// Records that a finished job's summary reached its thread.
+pub async fn mark_posted(pool: &PgPool, request_id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE cs_jobs SET posted_at = now() WHERE request_id = $1")
+        .bind(request_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A queued job to publish (again).
+#[derive(Debug, Clone)]
+pub struct ToPublish {
+    /// The request id.
+    pub request_id: String,
+    /// The signed job, as stored.
+    pub signed: SignedJob,
+}
+
+/// Queued jobs of a target that were never published, or published longer ago than
+/// `older_than` and still not claimed. Marks them published now, so that several reconcilers
+/// do not all publish the same job at once.
+pub async fn take_unpublished(
+    pool: &PgPool,
+    target: &str,
+    older_than: Duration,
+    limit: i64,
+) -> Result<Vec<ToPublish>, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE cs_jobs SET published_at = now()
+         WHERE request_id IN (
+             SELECT request_id FROM cs_jobs
+             WHERE target = $1 AND state = 'queued'
+               AND (published_at IS NULL
+                    OR published_at < now() - $2 * interval '1 millisecond')
+             ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING request_id, payload, signature",
+    )
+    .bind(target)
+    .bind(older_than.as_millis() as f64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ToPublish {
+                request_id: row.try_get("request_id")?,
+                signed: SignedJob {
+                    payload: row.try_get("payload")?,
+                    signature: row.try_get("signature")?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// A job whose executor stopped holding it.
+#[derive(Debug, Clone)]
+pub struct Abandoned {
+    /// The request id.
+    pub request_id: String,
+    /// Its thread.
+    pub reply_to: Option<ReplyTo>,
+    /// True: a read, queued again; false: declared `unknown` and never run again.
+    pub requeued: bool,
+    /// The audit event recording what was decided.
+    pub event: i64,
+}
+
+/// Jobs of a target whose lease ran out (their executor died or hung): reads claimed fewer than
+/// `max_read_attempts` times go back to `queued`; everything else becomes `unknown`. Each with
+/// its audit entry, in one transaction, so only one reconciler decides each job.
+pub async fn expire_leases(
+    pool: &PgPool,
+    target: &str,
+    actor: &str,
+    max_read_attempts: i32,
+) -> Result<Vec<Abandoned>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "UPDATE cs_jobs SET
+             state = CASE WHEN category = $2 AND attempts < $3 THEN 'queued' ELSE 'unknown' END,
+             published_at = NULL,
+             lease_until = NULL,
+             finished_at = CASE WHEN category = $2 AND attempts < $3 THEN NULL ELSE now() END
+         WHERE request_id IN (
+             SELECT request_id FROM cs_jobs
+             WHERE target = $1 AND state = 'running' AND lease_until < now()
+             FOR UPDATE SKIP LOCKED)
+         RETURNING request_id, state, reply_to, payload, claimed_by, attempts",
+    )
+    .bind(target)
+    .bind(Category::Read.as_str())
+    .bind(max_read_attempts)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut abandoned = Vec::with_capacity(rows.len());
+    for row in rows {
+        let request_id: String = row.try_get("request_id")?;
+        let state: String = row.try_get("state")?;
+        let claimed_by: Option<String> = row.try_get("claimed_by")?;
+        let attempts: i32 = row.try_get("attempts")?;
+        let requeued = state == "queued";
+        let who = claimed_by.unwrap_or_else(|| "an executor".into());
+        let mut entry = AuditEntry::new(
+            if requeued {
+                AuditEvent::Queued
+            } else {
+                AuditEvent::OutcomeUnknown
+            },
+            now_ms(),
+            &request_id,
+            actor,
+            target,
+        );
+        if requeued {
+            entry.reasons.push(format!(
+                "{who} stopped while running this read (attempt {attempts}); it runs once more"
+            ));
+        } else {
+            entry.error = Some(format!(
+                "{who} stopped while running this job; whether it committed cannot be known, so it will not run again"
+            ));
+        }
+        let event = audit_log::enqueue(&mut *tx, &entry).await?;
+        abandoned.push(Abandoned {
+            reply_to: reply_to_from(&row)?,
+            request_id,
+            requeued,
+            event,
+        });
+    }
+    tx.commit().await?;
+    Ok(abandoned)
+}
+
+/// A finished job whose summary may not have reached its thread.
+#[derive(Debug, Clone)]
+pub struct Unposted {
+    /// The request id.
+    pub request_id: String,
+    /// Its thread.
+    pub reply_to: Option<ReplyTo>,
+    /// The stored summary.
+    pub summary: ResultSummary,
+}
+
+/// Finished jobs of a target whose summaries were not marked posted `older_than` after they
+/// finished (the executor died between finishing and posting).
+pub async fn unposted(
+    pool: &PgPool,
+    target: &str,
+    older_than: Duration,
+    limit: i64,
+) -> Result<Vec<Unposted>, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE cs_jobs SET posted_at = now()
+         WHERE request_id IN (
+             SELECT request_id FROM cs_jobs
+             WHERE target = $1 AND posted_at IS NULL AND finished_at IS NOT NULL
+               AND summary IS NOT NULL
+               AND finished_at < now() - $2 * interval '1 millisecond'
+             LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING request_id, reply_to, summary",
+    )
+    .bind(target)
+    .bind(older_than.as_millis() as f64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let summary: serde_json::Value = row.try_get("summary")?;
+            Ok(Unposted {
+                request_id: row.try_get("request_id")?,
+                reply_to: reply_to_from(row)?,
+                summary: serde_json::from_value(summary).map_err(|error| StoreError::Corrupt {
+                    what: "result summary",
+                    detail: error.to_string(),
+                })?,
+            })
+        })
+        .collect()
+}
+
+/// A job's state and how many times it was claimed (for tests and the CLI).
+pub async fn state_of(
+    pool: &PgPool,
+    request_id: &str,
+) -> Result<Option<(JobState, i32)>, StoreError> {
+    let row = sqlx::query("SELECT state, attempts FROM cs_jobs WHERE request_id = $1")
+        .bind(request_id)
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let state: String = row.try_get("state")?;
+    let parsed = JobState::parse(&state).ok_or(StoreError::Corrupt {
+        what: "job state",
+        detail: state,
+    })?;
+    Ok(Some((parsed, row.try_get("attempts")?)))
+}
