@@ -310,6 +310,15 @@ impl ChainVerifier {
         report.head.clone_from(&record.hash);
     }
 
+    /// Counts a stored record that could not be read at all as edited.
+    pub fn push_unreadable(&mut self, seq: u64) {
+        self.report.records += 1;
+        self.report.breaks.push(ChainBreak::Edited { seq });
+        self.expected_seq = self.expected_seq.max(seq + 1);
+        // Its hash is unknown, so the next record's link cannot be checked against it.
+        self.report.head = String::new();
+    }
+
     /// The report so far.
     pub fn report(&self) -> &ChainReport {
         &self.report

@@ -48,7 +48,10 @@ pub fn unique_name(prefix: &str) -> String {
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("a bound socket has an address").port()
+    listener
+        .local_addr()
+        .expect("a bound socket has an address")
+        .port()
 }
 
 fn replace_database(url: &str, database: &str) -> String {
@@ -260,17 +263,21 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let binary = ["redis-server", "/usr/bin/redis-server", "/usr/sbin/redis-server"]
-            .into_iter()
-            .find(|b| {
-                Command::new(b)
-                    .arg("--version")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok()
-            })
-            .unwrap_or_else(|| panic!("redis-server is not installed\n{START_HINT}"));
+        let binary = [
+            "redis-server",
+            "/usr/bin/redis-server",
+            "/usr/sbin/redis-server",
+        ]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .unwrap_or_else(|| panic!("redis-server is not installed\n{START_HINT}"));
         let child = Command::new(binary)
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
