@@ -11,6 +11,7 @@
 //!   outcomes, and what the reconciler re-publishes or declares unknown.
 //! - [`queue`]: Redis streams per target with a consumer group: publish, read, acknowledge,
 //!   reclaim stuck deliveries; and the preflight request/reply channel.
+//! - [`submit`]: the bot's side: write a job to the outbox and publish it; ask for a preflight.
 //! - [`chat`]: where a request's thread is ([`chat::ReplyTo`]), the [`chat::ChatPoster`] trait
 //!   and a recording implementation for tests.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod queue;
 pub mod store;
+pub mod submit;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
