@@ -4,11 +4,14 @@
 //! - `sql_cmd`: `countersign sql classify`, text, JSON and JSON Lines output.
 //! - `policy_cmd`: `countersign policy check` and `countersign policy test`.
 //! - `keys_cmd`: `countersign keys generate`, the job-signing key pair.
+//! - `audit_cmd`: `countersign audit verify` and `countersign audit export`, against the control
+//!   database.
 //!
 //! Exit codes: 0 success (or "allow"), 1 "needs approval" or a failed check, 2 "deny",
-//! 3 usage errors, 4 unreadable or invalid files.
+//! 3 usage errors, 4 unreadable or invalid files, 5 the control database cannot be reached.
 #![forbid(unsafe_code)]
 
+mod audit_cmd;
 mod keys_cmd;
 mod policy_cmd;
 mod sql_cmd;
@@ -45,6 +48,9 @@ enum Command {
     /// Manage the key pair that signs approved jobs.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
+    /// Verify and export the audit trail.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
 }
 
 /// Runs the CLI with the given arguments (the first is the program name) and returns its exit
@@ -66,6 +72,7 @@ where
         Command::Sql(command) => sql_cmd::run(command),
         Command::Policy(command) => policy_cmd::run(command),
         Command::Keys(command) => keys_cmd::run(command),
+        Command::Audit(command) => audit_cmd::run(command),
     }
 }
 
