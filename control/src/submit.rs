@@ -11,19 +11,18 @@ use crate::outbox;
 use crate::queue::{JobQueue, QueueError, Stream};
 use crate::store::{ControlStore, StoreError};
 
-/// Why a submission failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    /// The outbox write failed: nothing was queued.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Redis failed after the outbox write; the reconciler publishes the job later.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
+/// How a submitted job reached Redis.
+#[derive(Debug)]
+pub enum Published {
+    /// Published at once.
+    Now,
+    /// Redis failed; the job is durable in the outbox and the reconciler publishes it.
+    Later(QueueError),
 }
 
-/// Writes a signed job (and its `queued` audit entry) to the outbox, then publishes it. If
-/// publishing fails the job is still durable and the reconciler publishes it.
+/// Writes a signed job (and its `queued` audit entry) to the outbox, then publishes it. Fails
+/// only when the outbox write fails (then nothing was queued); if publishing fails the job is
+/// still durable and the reconciler publishes it ([`Published::Later`]).
 pub async fn submit_job(
     store: &ControlStore,
     queue: &JobQueue,
@@ -31,13 +30,16 @@ pub async fn submit_job(
     job: &Job,
     reply_to: Option<&ReplyTo>,
     actor: &str,
-) -> Result<(), SubmitError> {
-    let mut tx = store.pool().begin().await.map_err(StoreError::from)?;
+) -> Result<Published, StoreError> {
+    let mut tx = store.pool().begin().await?;
     outbox::insert_job(&mut tx, signed, job, reply_to, actor).await?;
-    tx.commit().await.map_err(StoreError::from)?;
-    queue.publish(Stream::Jobs, &job.target, signed).await?;
+    tx.commit().await?;
+    if let Err(error) = queue.publish(Stream::Jobs, &job.target, signed).await {
+        tracing::warn!(%error, request = %job.request_id, "publishing a job failed; the reconciler will publish it");
+        return Ok(Published::Later(error));
+    }
     outbox::mark_published(store.pool(), std::slice::from_ref(&job.request_id)).await?;
-    Ok(())
+    Ok(Published::Now)
 }
 
 /// An executor's answer to a preflight request.
