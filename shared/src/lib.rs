@@ -9,6 +9,8 @@
 //!   edited, removed or reordered record.
 //! - [`job`]: signed job envelopes between the bot and the executor (Ed25519), and the checks
 //!   the executor makes before running one.
+//! - [`masking`]: which result columns of a statement the executor must mask, following the
+//!   data through aliases, expressions, subqueries and CTEs; refuses what it cannot follow.
 //! - [`policy`]: the policy file (targets, identities, roles, rules, masking), loading with
 //!   located errors, and evaluation of a request to allow, needs-approval or deny.
 //! - [`summary`]: result summaries (outcome, rows, the first rows masked, the audit line) and
@@ -17,6 +19,7 @@
 
 pub mod audit;
 pub mod job;
+pub mod masking;
 pub mod policy;
 pub mod sql;
 pub mod summary;
