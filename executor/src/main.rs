@@ -181,7 +181,13 @@ async fn run(args: Args) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %args.listen, "serving /healthz, /readyz and /metrics");
-    let http = tokio::spawn(countersign_executor::http::serve(listener, executor.clone(), shutdown.clone()));
+    // The probes keep answering while the executor drains (readiness says so), and stop after.
+    let http_shutdown = CancellationToken::new();
+    let http = tokio::spawn(countersign_executor::http::serve(
+        listener,
+        executor.clone(),
+        http_shutdown.clone(),
+    ));
     let signals = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -189,7 +195,7 @@ async fn run(args: Args) -> Result<()> {
         signals.cancel();
     });
     executor.run(shutdown.clone()).await;
-    shutdown.cancel();
+    http_shutdown.cancel();
     let _ = http.await;
     Ok(())
 }
