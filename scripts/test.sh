@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this script).
 #   scripts/test.sh
-# Checks formatting and lints, runs every test (unit, integration, property, corpus), and runs
-# the example policy's expectations through the CLI. Needs only the Rust toolchain; the corpus
-# tests read ../shared/corpus and say loudly when it is absent.
+# Checks formatting and lints, runs every test (unit, integration, property, corpus, end to end
+# against the real PostgreSQL, MariaDB and Redis), and runs the example policy's expectations
+# through the CLI. Needs the Rust toolchain; scripts/services.sh starts the database servers (or
+# installs them with apt-get on a fresh Debian/Ubuntu machine). The corpus tests read
+# ../shared/corpus and say loudly when it is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,9 @@ for component in rustfmt clippy; do
 done
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "scripts/services.sh (PostgreSQL, MariaDB, Redis)"
+scripts/services.sh
 
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check

@@ -40,6 +40,9 @@ CREATE TABLE cs_jobs (
     reply_to      jsonb,
     created_at    timestamptz NOT NULL DEFAULT now(),
     published_at  timestamptz,
+    -- The Redis stream entry that carries it, so the reconciler can tell a lost message from a
+    -- slow one.
+    stream_entry  text,
     claimed_by    text,
     claimed_at    timestamptz,
     lease_until   timestamptz,

@@ -112,12 +112,19 @@ pub async fn insert_job(
     audit_log::enqueue(&mut *tx, &entry).await
 }
 
-/// Records that a job was published to Redis.
-pub async fn mark_published(pool: &PgPool, request_ids: &[String]) -> Result<(), StoreError> {
-    sqlx::query("UPDATE cs_jobs SET published_at = now() WHERE request_id = ANY($1)")
-        .bind(request_ids)
-        .execute(pool)
-        .await?;
+/// Records that a job was published to Redis as stream entry `entry`.
+pub async fn mark_published<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    request_id: &str,
+    entry: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE cs_jobs SET published_at = now(), stream_entry = $2 WHERE request_id = $1",
+    )
+    .bind(request_id)
+    .bind(entry)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -312,38 +319,36 @@ pub async fn mark_posted(pool: &PgPool, request_id: &str) -> Result<(), StoreErr
     Ok(())
 }
 
-/// A queued job to publish (again).
+/// A queued job that may need publishing (again).
 #[derive(Debug, Clone)]
 pub struct ToPublish {
     /// The request id.
     pub request_id: String,
     /// The signed job, as stored.
     pub signed: SignedJob,
+    /// The stream entry it was last published as, if any.
+    pub stream_entry: Option<String>,
 }
 
-/// Queued jobs of a target that were never published, or published longer ago than
-/// `older_than` and still not claimed. Marks them published now, so that several reconcilers
-/// do not all publish the same job at once.
-pub async fn take_unpublished(
-    pool: &PgPool,
+/// Locks (in the caller's transaction) the queued jobs of a target that have waited unclaimed
+/// longer than `older_than` since they were created or last published, so that one reconciler
+/// at a time decides whether each needs publishing again.
+pub async fn lock_unclaimed(
+    tx: &mut PgConnection,
     target: &str,
     older_than: Duration,
     limit: i64,
 ) -> Result<Vec<ToPublish>, StoreError> {
     let rows = sqlx::query(
-        "UPDATE cs_jobs SET published_at = now()
-         WHERE request_id IN (
-             SELECT request_id FROM cs_jobs
-             WHERE target = $1 AND state = 'queued'
-               AND (published_at IS NULL
-                    OR published_at < now() - $2 * interval '1 millisecond')
-             ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-         RETURNING request_id, payload, signature",
+        "SELECT request_id, payload, signature, stream_entry FROM cs_jobs
+         WHERE target = $1 AND state = 'queued'
+           AND coalesce(published_at, created_at) < now() - $2 * interval '1 millisecond'
+         ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED",
     )
     .bind(target)
     .bind(older_than.as_millis() as f64)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     rows.iter()
         .map(|row| {
@@ -353,9 +358,19 @@ pub async fn take_unpublished(
                     payload: row.try_get("payload")?,
                     signature: row.try_get("signature")?,
                 },
+                stream_entry: row.try_get("stream_entry")?,
             })
         })
         .collect()
+}
+
+/// Records that a job's stream entry was found still waiting in Redis.
+pub async fn touch_published(tx: &mut PgConnection, request_ids: &[String]) -> Result<(), StoreError> {
+    sqlx::query("UPDATE cs_jobs SET published_at = now() WHERE request_id = ANY($1)")
+        .bind(request_ids)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 /// A job whose executor stopped holding it.
@@ -385,6 +400,7 @@ pub async fn expire_leases(
         "UPDATE cs_jobs SET
              state = CASE WHEN category = $2 AND attempts < $3 THEN 'queued' ELSE 'unknown' END,
              published_at = NULL,
+             stream_entry = NULL,
              lease_until = NULL,
              finished_at = CASE WHEN category = $2 AND attempts < $3 THEN NULL ELSE now() END
          WHERE request_id IN (

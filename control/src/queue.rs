@@ -219,6 +219,26 @@ impl JobQueue {
         Ok(())
     }
 
+    /// For each entry id, whether the entry is still in the target's stream.
+    pub async fn entries_exist(
+        &self,
+        stream: Stream,
+        target: &str,
+        ids: &[&str],
+    ) -> Result<Vec<bool>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.key(stream, target);
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("XRANGE").arg(&key).arg(*id).arg(*id).arg("COUNT").arg(1);
+        }
+        let mut conn = self.commands.clone();
+        let replies: Vec<Vec<redis::Value>> = pipe.query_async(&mut conn).await?;
+        Ok(replies.into_iter().map(|entries| !entries.is_empty()).collect())
+    }
+
     /// Stores a preflight answer for the bot to take.
     pub async fn reply(&self, id: &str, answer: &serde_json::Value) -> Result<(), QueueError> {
         let key = self.reply_key(id);

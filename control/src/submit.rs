@@ -11,6 +11,17 @@ use crate::outbox;
 use crate::queue::{JobQueue, QueueError, Stream};
 use crate::store::{ControlStore, StoreError};
 
+/// Why re-publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The control database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Redis failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
 /// How a submitted job reached Redis.
 #[derive(Debug)]
 pub enum Published {
@@ -34,12 +45,55 @@ pub async fn submit_job(
     let mut tx = store.pool().begin().await?;
     outbox::insert_job(&mut tx, signed, job, reply_to, actor).await?;
     tx.commit().await?;
-    if let Err(error) = queue.publish(Stream::Jobs, &job.target, signed).await {
-        tracing::warn!(%error, request = %job.request_id, "publishing a job failed; the reconciler will publish it");
-        return Ok(Published::Later(error));
-    }
-    outbox::mark_published(store.pool(), std::slice::from_ref(&job.request_id)).await?;
+    let entry = match queue.publish(Stream::Jobs, &job.target, signed).await {
+        Ok(entry) => entry,
+        Err(error) => {
+            tracing::warn!(%error, request = %job.request_id, "publishing a job failed; the reconciler will publish it");
+            return Ok(Published::Later(error));
+        }
+    };
+    outbox::mark_published(store.pool(), &job.request_id, &entry).await?;
     Ok(Published::Now)
+}
+
+/// Publishes again the queued jobs of a target whose message Redis lost (restarted, flushed,
+/// trimmed), or that were never published, once they have waited `older_than`. A job whose
+/// stream entry is still in Redis is only waiting for a free executor and is left alone, so a
+/// backlog causes no duplicates. Returns how many were published.
+pub async fn republish_lost(
+    store: &ControlStore,
+    queue: &JobQueue,
+    target: &str,
+    older_than: Duration,
+    limit: i64,
+) -> Result<usize, SubmitError> {
+    let mut tx = store.pool().begin().await.map_err(StoreError::from)?;
+    let candidates = outbox::lock_unclaimed(&mut tx, target, older_than, limit).await?;
+    if candidates.is_empty() {
+        tx.rollback().await.map_err(StoreError::from)?;
+        return Ok(0);
+    }
+    let recorded: Vec<&str> = candidates
+        .iter()
+        .filter_map(|c| c.stream_entry.as_deref())
+        .collect();
+    let present = queue.entries_exist(Stream::Jobs, target, &recorded).await?;
+    let mut still_waiting = Vec::new();
+    let mut published = 0;
+    let mut present = present.into_iter();
+    for candidate in &candidates {
+        let in_redis = candidate.stream_entry.is_some() && present.next().unwrap_or(false);
+        if in_redis {
+            still_waiting.push(candidate.request_id.clone());
+            continue;
+        }
+        let entry = queue.publish(Stream::Jobs, target, &candidate.signed).await?;
+        outbox::mark_published(&mut *tx, &candidate.request_id, &entry).await?;
+        published += 1;
+    }
+    outbox::touch_published(&mut tx, &still_waiting).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(published)
 }
 
 /// An executor's answer to a preflight request.

@@ -1,8 +1,8 @@
 //! The reconciler: makes the outbox, not Redis, the truth.
 //!
 //! Every few seconds, in every executor (the database decides which one acts on a job):
-//! - queued jobs that were never published, or published and not claimed for a while (Redis
-//!   restarted, flushed or trimmed), are published again;
+//! - queued jobs whose message Redis lost (restarted, flushed, trimmed), or that were never
+//!   published, are published again; a message still waiting in its stream is left alone;
 //! - running jobs whose lease ran out (their executor died) are decided: a read is queued once
 //!   more, a write becomes `unknown` and is never run again; the thread is told;
 //! - finished jobs whose summary was not marked posted (the executor died before posting) are
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use countersign_control::chat::ThreadMessage;
 use countersign_control::outbox;
-use countersign_control::queue::Stream;
+use countersign_control::submit::{republish_lost, SubmitError};
 use countersign_control::store::StoreError;
 use countersign_shared::summary::{Outcome, ResultSummary};
 use tokio_util::sync::CancellationToken;
@@ -71,18 +71,13 @@ pub(crate) async fn pass(inner: &Inner) -> Result<(), StoreError> {
             post(inner, reply_to, &message).await;
         }
     }
-    let to_publish = outbox::take_unpublished(pool, target, inner.config.republish_after, 500).await?;
-    let mut published = 0;
-    for job in &to_publish {
-        match inner.queue.publish(Stream::Jobs, target, &job.signed).await {
-            Ok(_) => published += 1,
-            Err(error) => {
-                tracing::warn!(%error, "re-publishing a job failed; the next pass tries again");
-                break;
-            }
+    match republish_lost(&inner.store, &inner.queue, target, inner.config.republish_after, 500).await {
+        Ok(published) => inner.metrics.reconciled("republished", published),
+        Err(SubmitError::Store(error)) => return Err(error),
+        Err(SubmitError::Queue(error)) => {
+            tracing::warn!(%error, "re-publishing jobs failed; the next pass tries again");
         }
     }
-    inner.metrics.reconciled("republished", published);
     for unposted in outbox::unposted(pool, target, inner.config.repost_after, 100).await? {
         inner.metrics.reconciled("reposted", 1);
         if let Some(reply_to) = &unposted.reply_to {

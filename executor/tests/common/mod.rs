@@ -76,6 +76,7 @@ pub struct Harness {
     pub policy: Arc<Policy>,
     pub poster: RecordingPoster,
     pub dir: PathBuf,
+    pub policy_text: String,
 }
 
 impl Harness {
@@ -84,6 +85,10 @@ impl Harness {
     }
 
     pub async fn with_redis(redis_url: &str) -> Harness {
+        Harness::with_policy(redis_url, POLICY).await
+    }
+
+    pub async fn with_policy(redis_url: &str, policy_text: &str) -> Harness {
         let control = PgDatabase::create().await;
         let store = ControlStore::connect(&control.url, 8)
             .await
@@ -99,9 +104,10 @@ impl Harness {
             queue,
             prefix,
             signer: JobSigner::from_seed(BOT_SEED),
-            policy: Arc::new(Policy::from_str(POLICY, "test-policy").expect("policy")),
+            policy: Arc::new(Policy::from_str(policy_text, "test-policy").expect("policy")),
             poster: RecordingPoster::new(),
             dir,
+            policy_text: policy_text.to_string(),
         }
     }
 
@@ -251,14 +257,28 @@ impl Harness {
         let key = self.dir.join("bot.pub");
         std::fs::write(&key, self.signer.verifier().to_text()).expect("write key");
         let policy = self.dir.join("policy.toml");
-        std::fs::write(&policy, POLICY).expect("write policy");
+        std::fs::write(&policy, &self.policy_text).expect("write policy");
         (key, policy)
     }
 
     /// Starts the real executor binary. Thread messages go to `chat_log`.
     pub fn spawn_binary(&self, target: &str, id: &str, target_url: &str, chat_log: &Path, listen_port: u16) -> Child {
+        self.spawn_binary_with(target, id, target_url, chat_log, listen_port, &[])
+    }
+
+    /// Starts the real executor binary with extra flags.
+    pub fn spawn_binary_with(
+        &self,
+        target: &str,
+        id: &str,
+        target_url: &str,
+        chat_log: &Path,
+        listen_port: u16,
+        extra: &[&str],
+    ) -> Child {
         let (key, policy) = self.write_files();
         Command::new(env!("CARGO_BIN_EXE_countersign-executor"))
+            .args(extra)
             .args(["--policy"]).arg(&policy)
             .args(["--target", target, "--executor-id", id])
             .args(["--public-key"]).arg(&key)
