@@ -118,13 +118,11 @@ pub async fn mark_published<'c>(
     request_id: &str,
     entry: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE cs_jobs SET published_at = now(), stream_entry = $2 WHERE request_id = $1",
-    )
-    .bind(request_id)
-    .bind(entry)
-    .execute(executor)
-    .await?;
+    sqlx::query("UPDATE cs_jobs SET published_at = now(), stream_entry = $2 WHERE request_id = $1")
+        .bind(request_id)
+        .bind(entry)
+        .execute(executor)
+        .await?;
     Ok(())
 }
 
@@ -365,7 +363,10 @@ pub async fn lock_unclaimed(
 }
 
 /// Records that a job's stream entry was found still waiting in Redis.
-pub async fn touch_published(tx: &mut PgConnection, request_ids: &[String]) -> Result<(), StoreError> {
+pub async fn touch_published(
+    tx: &mut PgConnection,
+    request_ids: &[String],
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE cs_jobs SET published_at = now() WHERE request_id = ANY($1)")
         .bind(request_ids)
         .execute(&mut *tx)

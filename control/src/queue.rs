@@ -57,8 +57,14 @@ pub enum Stream {
 }
 
 /// A connection to the streams.
+///
+/// Blocking reads (XREADGROUP BLOCK, BLPOP) hold their connection until they return, and every
+/// command sent on a connection waits behind them, so each loop that blocks needs a connection of
+/// its own: [`JobQueue::reader`] makes one. Other commands share one multiplexed connection.
 #[derive(Clone)]
 pub struct JobQueue {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
     commands: ConnectionManager,
     blocking: ConnectionManager,
     prefix: String,
@@ -74,17 +80,25 @@ impl JobQueue {
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_max_delay(Duration::from_secs(2));
         let commands = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-        // Blocking reads wait longer than a normal reply; they get their own connection so
-        // they never hold up publishing or acknowledging.
-        let blocking = ConnectionManager::new_with_config(
-            client,
-            config.set_response_timeout(Some(Duration::from_secs(30))),
-        )
-        .await?;
+        // Blocking reads wait longer than a normal reply.
+        let config = config.set_response_timeout(Some(Duration::from_secs(30)));
+        let blocking = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
         Ok(JobQueue {
+            client,
+            config,
             commands,
             blocking,
             prefix: prefix.to_string(),
+        })
+    }
+
+    /// The same queue with a blocking connection of its own, for a second reading loop.
+    pub async fn reader(&self) -> Result<JobQueue, QueueError> {
+        let blocking =
+            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()).await?;
+        Ok(JobQueue {
+            blocking,
+            ..self.clone()
         })
     }
 
@@ -232,11 +246,19 @@ impl JobQueue {
         let key = self.key(stream, target);
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.cmd("XRANGE").arg(&key).arg(*id).arg(*id).arg("COUNT").arg(1);
+            pipe.cmd("XRANGE")
+                .arg(&key)
+                .arg(*id)
+                .arg(*id)
+                .arg("COUNT")
+                .arg(1);
         }
         let mut conn = self.commands.clone();
         let replies: Vec<Vec<redis::Value>> = pipe.query_async(&mut conn).await?;
-        Ok(replies.into_iter().map(|entries| !entries.is_empty()).collect())
+        Ok(replies
+            .into_iter()
+            .map(|entries| !entries.is_empty())
+            .collect())
     }
 
     /// Stores a preflight answer for the bot to take.
@@ -259,7 +281,8 @@ impl JobQueue {
         id: &str,
         timeout: Duration,
     ) -> Result<Option<serde_json::Value>, QueueError> {
-        let mut conn = self.blocking.clone();
+        // Many requests may wait at once: each on a connection of its own.
+        let mut conn = self.client.get_multiplexed_async_connection().await?;
         let popped: Option<(String, String)> = conn
             .blpop(self.reply_key(id), timeout.as_secs_f64())
             .await?;

@@ -87,7 +87,9 @@ pub async fn republish_lost(
             still_waiting.push(candidate.request_id.clone());
             continue;
         }
-        let entry = queue.publish(Stream::Jobs, target, &candidate.signed).await?;
+        let entry = queue
+            .publish(Stream::Jobs, target, &candidate.signed)
+            .await?;
         outbox::mark_published(&mut *tx, &candidate.request_id, &entry).await?;
         published += 1;
     }

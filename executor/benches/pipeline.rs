@@ -133,7 +133,9 @@ async fn bench() {
         h.signer.verifier(),
         Services {
             store: h.store.clone(),
-            queue: JobQueue::connect(&h.redis_url, &h.prefix).await.expect("redis"),
+            queue: JobQueue::connect(&h.redis_url, &h.prefix)
+                .await
+                .expect("redis"),
             db: postgres_target(&target.url).await,
             poster: Arc::new(Signal(sender)),
         },
@@ -205,7 +207,9 @@ async fn bench() {
         "  added latency    p50 {:.3} ms",
         ms(percentile(&pipeline, 0.5)) - ms(percentile(&direct, 0.5))
     );
-    println!("  direct sqlx      throughput {direct_rate:.0} statements/s  (concurrency {concurrency})");
+    println!(
+        "  direct sqlx      throughput {direct_rate:.0} statements/s  (concurrency {concurrency})"
+    );
     println!(
         "  pipeline         throughput {pipeline_rate:.0} jobs/s  ({total} jobs in {:.2} s, {concurrency} submitters, {} workers)",
         elapsed.as_secs_f64(),

@@ -24,7 +24,10 @@ pub fn router(executor: Executor) -> Router {
 async fn readyz(State(executor): State<Executor>) -> impl IntoResponse {
     match executor.readiness().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
     }
 }
 

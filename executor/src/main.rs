@@ -13,7 +13,9 @@ use clap::Parser;
 use countersign_control::chat::{ChatPoster, JsonLinesPoster, PostFuture, ReplyTo, ThreadMessage};
 use countersign_control::queue::JobQueue;
 use countersign_control::store::ControlStore;
-use countersign_executor::execute::{mysql::MySqlTarget, postgres::PgTarget, sqlite::SqliteTarget, TargetDb};
+use countersign_executor::execute::{
+    mysql::MySqlTarget, postgres::PgTarget, sqlite::SqliteTarget, TargetDb,
+};
 use countersign_executor::{Executor, ExecutorConfig, Services};
 use countersign_shared::job::JobVerifier;
 use countersign_shared::policy::{Driver, Policy};
@@ -96,7 +98,8 @@ fn secret(name: &str) -> Result<String> {
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration> {
-    Duration::try_from_secs_f64(value).with_context(|| format!("--{flag} must be a positive number of seconds"))
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("--{flag} must be a positive number of seconds"))
 }
 
 /// Logs thread messages when no chat is configured, so nothing is silently dropped.
@@ -125,7 +128,9 @@ async fn main() {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -135,10 +140,13 @@ fn init_logging(format: &str) {
 
 async fn run(args: Args) -> Result<()> {
     let policy = Policy::load(&args.policy).map_err(|error| anyhow::anyhow!("{error}"))?;
-    let settings = policy
-        .target(&args.target)
-        .cloned()
-        .with_context(|| format!("the policy {} has no target named `{}`", args.policy.display(), args.target))?;
+    let settings = policy.target(&args.target).cloned().with_context(|| {
+        format!(
+            "the policy {} has no target named `{}`",
+            args.policy.display(),
+            args.target
+        )
+    })?;
     let key_text = std::fs::read_to_string(&args.public_key)
         .with_context(|| format!("reading the public key {}", args.public_key.display()))?;
     let verifier = JobVerifier::from_text(&key_text)
@@ -166,15 +174,40 @@ async fn run(args: Args) -> Result<()> {
         .context("connecting to redis")?;
     let connections = args.target_connections;
     let db = match settings.driver {
-        Driver::Postgres => TargetDb::Postgres(PgTarget::connect(&target_url, connections).await.map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?),
-        Driver::Mysql => TargetDb::MySql(MySqlTarget::connect(&target_url, connections).await.map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?),
-        Driver::Sqlite => TargetDb::Sqlite(SqliteTarget::connect(&target_url, connections).await.map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?),
+        Driver::Postgres => TargetDb::Postgres(
+            PgTarget::connect(&target_url, connections)
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?,
+        ),
+        Driver::Mysql => TargetDb::MySql(
+            MySqlTarget::connect(&target_url, connections)
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?,
+        ),
+        Driver::Sqlite => TargetDb::Sqlite(
+            SqliteTarget::connect(&target_url, connections)
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?,
+        ),
     };
     let poster: Arc<dyn ChatPoster> = match &args.chat_log {
-        Some(path) => Arc::new(JsonLinesPoster::open(path).with_context(|| format!("opening the chat log {}", path.display()))?),
+        Some(path) => Arc::new(
+            JsonLinesPoster::open(path)
+                .with_context(|| format!("opening the chat log {}", path.display()))?,
+        ),
         None => Arc::new(LogPoster),
     };
-    let executor = Executor::new(config, Arc::new(policy), verifier, Services { store, queue, db, poster })?;
+    let executor = Executor::new(
+        config,
+        Arc::new(policy),
+        verifier,
+        Services {
+            store,
+            queue,
+            db,
+            poster,
+        },
+    )?;
 
     let shutdown = CancellationToken::new();
     let listener = countersign_executor::http::bind(args.listen)

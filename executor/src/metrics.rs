@@ -65,9 +65,14 @@ impl Metrics {
         let jobs = Family::<OutcomeLabel, Counter>::default();
         registry.register("jobs", "Jobs finished, by outcome", jobs.clone());
         let refusals = Family::<ReasonLabel, Counter>::default();
-        registry.register("refusals", "Jobs refused before running, by reason", refusals.clone());
-        let job_seconds =
-            Family::<OutcomeLabel, Histogram>::new_with_constructor(seconds_histogram as fn() -> Histogram);
+        registry.register(
+            "refusals",
+            "Jobs refused before running, by reason",
+            refusals.clone(),
+        );
+        let job_seconds = Family::<OutcomeLabel, Histogram>::new_with_constructor(
+            seconds_histogram as fn() -> Histogram,
+        );
         registry.register(
             "job_duration_seconds",
             "Time from delivery to the posted summary",
@@ -80,9 +85,17 @@ impl Metrics {
             statement_seconds.clone(),
         );
         let in_flight = Gauge::default();
-        registry.register("jobs_in_flight", "Jobs being handled now", in_flight.clone());
+        registry.register(
+            "jobs_in_flight",
+            "Jobs being handled now",
+            in_flight.clone(),
+        );
         let preflights = Family::<OutcomeLabel, Counter>::default();
-        registry.register("preflights", "Preflight requests, by outcome", preflights.clone());
+        registry.register(
+            "preflights",
+            "Preflight requests, by outcome",
+            preflights.clone(),
+        );
         let reconciler = Family::<ActionLabel, Counter>::default();
         registry.register(
             "reconciler_actions",

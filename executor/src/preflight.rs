@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use countersign_control::now_s;
-use countersign_control::queue::{Delivery, Stream};
+use countersign_control::queue::{Delivery, JobQueue, Stream};
 use countersign_shared::sql::classify;
 use tokio_util::sync::CancellationToken;
 
@@ -20,10 +20,10 @@ use crate::runner::Inner;
 pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves preflight requests until `shutdown`.
-pub(crate) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
+pub(crate) async fn run(inner: Arc<Inner>, queue: JobQueue, shutdown: CancellationToken) {
     let target = inner.config.target.clone();
     loop {
-        let read = inner.queue.read(
+        let read = queue.read(
             Stream::Preflight,
             &target,
             &inner.config.executor_id,
@@ -57,7 +57,11 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
 
 async fn answer(inner: &Inner, delivery: Delivery) {
     let Ok(signed) = delivery.envelope else {
-        inner.metrics.preflights.get_or_create(&label("refused")).inc();
+        inner
+            .metrics
+            .preflights
+            .get_or_create(&label("refused"))
+            .inc();
         return;
     };
     let request = match inner.verifier.verify_preflight(&signed, now_s()) {
@@ -65,14 +69,22 @@ async fn answer(inner: &Inner, delivery: Delivery) {
         Err(error) => {
             // An unverified request gets no answer: its reply id is not trusted either.
             tracing::warn!(%error, "refused a preflight request");
-            inner.metrics.preflights.get_or_create(&label("refused")).inc();
+            inner
+                .metrics
+                .preflights
+                .get_or_create(&label("refused"))
+                .inc();
             return;
         }
     };
     let reply = if request.target != inner.config.target {
         serde_json::json!({"ok": false, "error": format!("this executor serves `{}`, not `{}`", inner.config.target, request.target)})
     } else {
-        let classification = classify(&request.sql, inner.settings.dialect, inner.policy.classify_options());
+        let classification = classify(
+            &request.sql,
+            inner.settings.dialect,
+            inner.policy.classify_options(),
+        );
         if !classification.is_ok() || classification.statements.len() != 1 {
             serde_json::json!({"ok": false, "error": "the statement must be exactly one statement the classifier understands"})
         } else {
@@ -81,14 +93,28 @@ async fn answer(inner: &Inner, delivery: Delivery) {
                 .iter()
                 .flat_map(|s| s.tables_written.iter().map(|t| t.as_str().to_string()))
                 .collect();
-            match inner.db.estimate(&request.sql, &written, PREFLIGHT_TIMEOUT).await {
-                Ok(estimate) => serde_json::json!({"ok": true, "rows": estimate.rows, "notes": estimate.notes}),
+            match inner
+                .db
+                .estimate(&request.sql, &written, PREFLIGHT_TIMEOUT)
+                .await
+            {
+                Ok(estimate) => {
+                    serde_json::json!({"ok": true, "rows": estimate.rows, "notes": estimate.notes})
+                }
                 Err(error) => serde_json::json!({"ok": false, "error": error.to_string()}),
             }
         }
     };
-    let outcome = if reply["ok"] == serde_json::Value::Bool(true) { "answered" } else { "failed" };
-    inner.metrics.preflights.get_or_create(&label(outcome)).inc();
+    let outcome = if reply["ok"] == serde_json::Value::Bool(true) {
+        "answered"
+    } else {
+        "failed"
+    };
+    inner
+        .metrics
+        .preflights
+        .get_or_create(&label(outcome))
+        .inc();
     if let Err(error) = inner.queue.reply(&request.id, &reply).await {
         tracing::warn!(%error, "answering a preflight failed");
     }

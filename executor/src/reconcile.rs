@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use countersign_control::chat::ThreadMessage;
 use countersign_control::outbox;
-use countersign_control::submit::{republish_lost, SubmitError};
 use countersign_control::store::StoreError;
+use countersign_control::submit::{republish_lost, SubmitError};
 use countersign_shared::summary::{Outcome, ResultSummary};
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +38,9 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
 pub(crate) async fn pass(inner: &Inner) -> Result<(), StoreError> {
     let target = &inner.config.target;
     let pool = inner.store.pool();
-    for abandoned in outbox::expire_leases(pool, target, &inner.actor, inner.config.max_read_attempts).await? {
+    for abandoned in
+        outbox::expire_leases(pool, target, &inner.actor, inner.config.max_read_attempts).await?
+    {
         let record = inner.sealer.sealed(abandoned.event).await.ok();
         let (action, text) = if abandoned.requeued {
             ("requeued", "The executor running this read stopped before it finished; the read runs once more.".to_string())
@@ -71,7 +73,15 @@ pub(crate) async fn pass(inner: &Inner) -> Result<(), StoreError> {
             post(inner, reply_to, &message).await;
         }
     }
-    match republish_lost(&inner.store, &inner.queue, target, inner.config.republish_after, 500).await {
+    match republish_lost(
+        &inner.store,
+        &inner.queue,
+        target,
+        inner.config.republish_after,
+        500,
+    )
+    .await
+    {
         Ok(published) => inner.metrics.reconciled("republished", published),
         Err(SubmitError::Store(error)) => return Err(error),
         Err(SubmitError::Queue(error)) => {

@@ -189,7 +189,24 @@ impl Executor {
         }
         let background = TaskTracker::new();
         background.spawn(crate::reconcile::run(inner.clone(), shutdown.clone()));
-        background.spawn(crate::preflight::run(inner.clone(), shutdown.clone()));
+        // The preflight loop blocks on its own Redis connection, so it never delays jobs.
+        let preflight_queue = loop {
+            match inner.queue.reader().await {
+                Ok(queue) => break queue,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot open the preflight connection yet; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
+        background.spawn(crate::preflight::run(
+            inner.clone(),
+            preflight_queue,
+            shutdown.clone(),
+        ));
         let jobs = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(inner.config.workers.max(1)));
         let mut last_reclaim = Instant::now();
@@ -296,11 +313,17 @@ impl Executor {
 /// Handles one delivery to the end. Acknowledges it unless the control database failed.
 pub(crate) async fn handle(inner: &Inner, delivery: Delivery) {
     let started = Instant::now();
+    tracing::debug!(delivery = %delivery.id, delivered = delivery.delivered, "delivery");
     let result = match &delivery.envelope {
         Ok(signed) => handle_envelope(inner, signed, delivery.delivered, started).await,
         Err(problem) => {
-            refuse_untrusted(inner, None, Refusal::new("malformed", problem.clone()), started)
-                .await
+            refuse_untrusted(
+                inner,
+                None,
+                Refusal::new("malformed", problem.clone()),
+                started,
+            )
+            .await
         }
     };
     match result {
@@ -443,8 +466,10 @@ async fn handle_envelope(
             return refuse_and_report(inner, &job, None, refusal, started).await;
         }
     };
+    tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), "claimed");
     let running_event = claimed.running_event;
     let summary = run_claimed(inner, &job, &mask).await;
+    tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), outcome = summary.outcome.as_str(), "ran");
     let entry = AuditEntry {
         sql: Some(job.sql.clone()),
         approvers: job.approvers.clone(),
@@ -479,6 +504,7 @@ async fn handle_envelope(
     };
     let _ = running_event;
     let record = inner.sealer.sealed(event).await.ok();
+    tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), "sealed");
     let mut summary = summary;
     summary.audit_ref = record.as_ref().map(audit_ref);
     let outcome = summary.outcome;
@@ -494,7 +520,11 @@ async fn handle_envelope(
 
 /// The audit line's reference: `#<seq> <hash prefix>`.
 pub(crate) fn audit_ref(record: &AuditRecord) -> String {
-    format!("#{} {}", record.seq, &record.hash[..record.hash.len().min(12)])
+    format!(
+        "#{} {}",
+        record.seq,
+        &record.hash[..record.hash.len().min(12)]
+    )
 }
 
 fn limits(inner: &Inner, job: &Job) -> Limits {
@@ -603,11 +633,23 @@ fn refused_summary(job_request: &str, target: &str, reason: &str) -> ResultSumma
     }
 }
 
-fn refusal_entry(inner: &Inner, request_id: &str, target: &str, sql: Option<&str>, reason: &str) -> AuditEntry {
+fn refusal_entry(
+    inner: &Inner,
+    request_id: &str,
+    target: &str,
+    sql: Option<&str>,
+    reason: &str,
+) -> AuditEntry {
     AuditEntry {
         sql: sql.map(str::to_string),
         error: Some(reason.to_string()),
-        ..AuditEntry::new(AuditEvent::Refused, now_ms(), request_id, &inner.actor, target)
+        ..AuditEntry::new(
+            AuditEvent::Refused,
+            now_ms(),
+            request_id,
+            &inner.actor,
+            target,
+        )
     }
 }
 
@@ -622,7 +664,13 @@ async fn refuse_genuine(
 ) -> Result<(), StoreError> {
     inner.metrics.refusal(refusal.code);
     let summary = refused_summary(&job.request_id, &job.target, &refusal.reason);
-    let entry = refusal_entry(inner, &job.request_id, &job.target, Some(&job.sql), &refusal.reason);
+    let entry = refusal_entry(
+        inner,
+        &job.request_id,
+        &job.target,
+        Some(&job.sql),
+        &refusal.reason,
+    );
     let (event, _) = outbox::refuse_queued(
         inner.store.pool(),
         &job.request_id,
@@ -647,7 +695,13 @@ async fn refuse_and_report(
 ) -> Result<(), StoreError> {
     inner.metrics.refusal(refusal.code);
     let summary = refused_summary(&job.request_id, &job.target, &refusal.reason);
-    let entry = refusal_entry(inner, &job.request_id, &job.target, Some(&job.sql), &refusal.reason);
+    let entry = refusal_entry(
+        inner,
+        &job.request_id,
+        &job.target,
+        Some(&job.sql),
+        &refusal.reason,
+    );
     let event = countersign_control::audit_log::enqueue(inner.store.pool(), &entry).await?;
     let reply_to = match reply_to {
         Some(reply_to) => Some(reply_to),
@@ -670,7 +724,13 @@ async fn refuse_untrusted(
         .and_then(|v| v.get("request_id")?.as_str().map(str::to_string))
         .filter(|id| id.len() <= 200);
     let request_id = claimed_id.clone().unwrap_or_else(|| "-".into());
-    let mut entry = refusal_entry(inner, &request_id, &inner.config.target, None, &refusal.reason);
+    let mut entry = refusal_entry(
+        inner,
+        &request_id,
+        &inner.config.target,
+        None,
+        &refusal.reason,
+    );
     entry
         .reasons
         .push("the envelope is not trusted; its request id is as claimed, not verified".into());
@@ -679,10 +739,14 @@ async fn refuse_untrusted(
         Some(id) => outbox::reply_to_of(inner.store.pool(), id).await?,
         None => None,
     };
-    let summary = refused_summary(&request_id, &inner.config.target, &format!(
-        "A job naming this request was refused and did not run: {}.",
-        refusal.reason
-    ));
+    let summary = refused_summary(
+        &request_id,
+        &inner.config.target,
+        &format!(
+            "A job naming this request was refused and did not run: {}.",
+            refusal.reason
+        ),
+    );
     tracing::warn!(request = %request_id, reason = %refusal.reason, "refused an untrusted job");
     finish_refusal(inner, &request_id, reply_to, summary, event, started).await
 }

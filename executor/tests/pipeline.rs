@@ -17,7 +17,11 @@ use countersign_shared::summary::Outcome;
 use countersign_testkit::{MySqlDatabase, PgDatabase, SqliteFile};
 use sqlx::Executor as _;
 
-const RUN: [AuditEvent; 3] = [AuditEvent::Queued, AuditEvent::Running, AuditEvent::Succeeded];
+const RUN: [AuditEvent; 3] = [
+    AuditEvent::Queued,
+    AuditEvent::Running,
+    AuditEvent::Succeeded,
+];
 
 async fn seeded_postgres() -> PgDatabase {
     let db = PgDatabase::create().await;
@@ -33,16 +37,26 @@ async fn seeded_postgres() -> PgDatabase {
 }
 
 async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect("count")
+    sqlx::query_scalar(sql)
+        .fetch_one(pool)
+        .await
+        .expect("count")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_read_and_write_run_are_masked_and_audited() {
     let h = Harness::new().await;
     let target = seeded_postgres().await;
-    let running = h.start(h.config("pg", "e1"), postgres_target(&target.url).await).await;
+    let running = h
+        .start(h.config("pg", "e1"), postgres_target(&target.url).await)
+        .await;
 
-    let read = h.job("pg", "SELECT id, email, total FROM orders WHERE id <= 7 ORDER BY id", Category::Read, None);
+    let read = h.job(
+        "pg",
+        "SELECT id, email, total FROM orders WHERE id <= 7 ORDER BY id",
+        Category::Read,
+        None,
+    );
     h.submit(&read).await;
     let thread = h.thread(&read.request_id, 1).await;
     let text = &thread[0];
@@ -51,17 +65,32 @@ async fn postgres_read_and_write_run_are_masked_and_audited() {
     assert!(text.contains("1  | ***   | 1.50"), "{text}");
     assert!(text.contains("First 5 of 7 rows shown."), "{text}");
     assert!(text.contains("Masked by policy: email."), "{text}");
-    assert!(!text.contains("@example.com"), "masked data left the executor: {text}");
+    assert!(
+        !text.contains("@example.com"),
+        "masked data left the executor: {text}"
+    );
     assert!(text.contains("\nAudit #"), "{text}");
     assert_eq!(h.events(&read.request_id).await, RUN);
 
-    let write = h.job("pg", "UPDATE orders SET total = 0 WHERE id = 3", Category::Write, Some(5));
+    let write = h.job(
+        "pg",
+        "UPDATE orders SET total = 0 WHERE id = 3",
+        Category::Write,
+        Some(5),
+    );
     h.submit(&write).await;
     let thread = h.thread(&write.request_id, 1).await;
-    assert!(thread[0].starts_with("Succeeded on pg: 1 row affected in "), "{}", thread[0]);
+    assert!(
+        thread[0].starts_with("Succeeded on pg: 1 row affected in "),
+        "{}",
+        thread[0]
+    );
     assert_eq!(h.events(&write.request_id).await, RUN);
     let pool = target.pool().await;
-    assert_eq!(count(&pool, "SELECT count(*) FROM orders WHERE total = 0").await, 1);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM orders WHERE total = 0").await,
+        1
+    );
     h.assert_chain_holds().await;
     running.stop().await;
 }
@@ -78,22 +107,43 @@ async fn mariadb_read_and_write_run_and_are_audited() {
     .execute(&pool)
     .await
     .expect("seed");
-    let running = h.start(h.config("maria", "e1"), mysql_target(&target.url).await).await;
+    let running = h
+        .start(h.config("maria", "e1"), mysql_target(&target.url).await)
+        .await;
 
-    let read = h.job("maria", "SELECT id, email, total FROM orders ORDER BY id", Category::Read, None);
+    let read = h.job(
+        "maria",
+        "SELECT id, email, total FROM orders ORDER BY id",
+        Category::Read,
+        None,
+    );
     h.submit(&read).await;
     let text = &h.thread(&read.request_id, 1).await[0];
     assert!(text.starts_with("Succeeded on maria: 3 rows"), "{text}");
-    assert!(text.contains("***") && !text.contains("@example.com"), "{text}");
+    assert!(
+        text.contains("***") && !text.contains("@example.com"),
+        "{text}"
+    );
     assert!(text.contains("4.50"), "{text}");
     assert_eq!(h.events(&read.request_id).await, RUN);
 
-    let write = h.job("maria", "DELETE FROM orders WHERE id = 2", Category::Write, Some(5));
+    let write = h.job(
+        "maria",
+        "DELETE FROM orders WHERE id = 2",
+        Category::Write,
+        Some(5),
+    );
     h.submit(&write).await;
     let text = &h.thread(&write.request_id, 1).await[0];
-    assert!(text.starts_with("Succeeded on maria: 1 row affected"), "{text}");
+    assert!(
+        text.starts_with("Succeeded on maria: 1 row affected"),
+        "{text}"
+    );
     assert_eq!(h.events(&write.request_id).await, RUN);
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&pool).await.expect("count");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
     assert_eq!(left, 2);
     h.assert_chain_holds().await;
     running.stop().await;
@@ -105,38 +155,70 @@ async fn sqlite_read_and_write_run_and_multi_statement_input_never_reaches_it() 
     let file = SqliteFile::create();
     {
         use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&file.url()).await.expect("open");
+        let mut conn = sqlx::SqliteConnection::connect(&file.url())
+            .await
+            .expect("open");
         sqlx::raw_sql("CREATE TABLE notes (id integer PRIMARY KEY, body text); INSERT INTO notes (body) VALUES ('a'), ('b'), ('c');")
             .execute(&mut conn)
             .await
             .expect("seed");
         conn.close().await.expect("close");
     }
-    let running = h.start(h.config("lite", "e1"), sqlite_target(&file.url()).await).await;
+    let running = h
+        .start(h.config("lite", "e1"), sqlite_target(&file.url()).await)
+        .await;
 
-    let read = h.job("lite", "SELECT id, body FROM notes ORDER BY id", Category::Read, None);
+    let read = h.job(
+        "lite",
+        "SELECT id, body FROM notes ORDER BY id",
+        Category::Read,
+        None,
+    );
     h.submit(&read).await;
     assert!(h.thread(&read.request_id, 1).await[0].starts_with("Succeeded on lite: 3 rows"));
     assert_eq!(h.events(&read.request_id).await, RUN);
 
-    let write = h.job("lite", "INSERT INTO notes (body) VALUES ('d')", Category::Write, Some(5));
+    let write = h.job(
+        "lite",
+        "INSERT INTO notes (body) VALUES ('d')",
+        Category::Write,
+        Some(5),
+    );
     h.submit(&write).await;
-    assert!(h.thread(&write.request_id, 1).await[0].starts_with("Succeeded on lite: 1 row affected"));
+    assert!(
+        h.thread(&write.request_id, 1).await[0].starts_with("Succeeded on lite: 1 row affected")
+    );
 
     // sqlx's SQLite driver would run every part: the executor refuses before it gets there.
-    let escape = h.job("lite", "SELECT 1; DROP TABLE notes", Category::Write, Some(5));
+    let escape = h.job(
+        "lite",
+        "SELECT 1; DROP TABLE notes",
+        Category::Write,
+        Some(5),
+    );
     h.submit(&escape).await;
     let text = &h.thread(&escape.request_id, 1).await[0];
     assert!(text.starts_with("Refused on lite"), "{text}");
-    assert_eq!(h.finished(&escape.request_id).await.0, JobState::Finished(Outcome::Refused));
+    assert_eq!(
+        h.finished(&escape.request_id).await.0,
+        JobState::Finished(Outcome::Refused)
+    );
     assert_eq!(
         h.events(&escape.request_id).await,
         [AuditEvent::Queued, AuditEvent::Refused]
     );
-    let again = h.job("lite", "SELECT count(*) AS n FROM notes", Category::Read, None);
+    let again = h.job(
+        "lite",
+        "SELECT count(*) AS n FROM notes",
+        Category::Read,
+        None,
+    );
     h.submit(&again).await;
     let text = &h.thread(&again.request_id, 1).await[0];
-    assert!(text.contains("\n4"), "the table is still there with its 4 rows: {text}");
+    assert!(
+        text.contains("\n4"),
+        "the table is still there with its 4 rows: {text}"
+    );
     h.assert_chain_holds().await;
     running.stop().await;
 }
@@ -145,7 +227,9 @@ async fn sqlite_read_and_write_run_and_multi_statement_input_never_reaches_it() 
 async fn forged_tampered_expired_replayed_and_out_of_scope_jobs_are_refused_and_audited() {
     let h = Harness::new().await;
     let target = seeded_postgres().await;
-    let running = h.start(h.config("pg", "e1"), postgres_target(&target.url).await).await;
+    let running = h
+        .start(h.config("pg", "e1"), postgres_target(&target.url).await)
+        .await;
     let pool = target.pool().await;
 
     // Forged: signed by another key, naming a real request that waits in the outbox.
@@ -156,31 +240,57 @@ async fn forged_tampered_expired_replayed_and_out_of_scope_jobs_are_refused_and_
     forged_job.sql_sha256 = countersign_shared::job::sql_sha256(&forged_job.sql);
     forged_job.category = countersign_shared::sql::Category::Write;
     let forged = JobSigner::from_seed([7; 32]).sign(&forged_job);
-    h.queue.publish(Stream::Jobs, "pg", &forged).await.expect("publish");
+    h.queue
+        .publish(Stream::Jobs, "pg", &forged)
+        .await
+        .expect("publish");
     let thread = h.thread(&genuine.request_id, 1).await;
     assert!(thread[0].starts_with("Refused on pg"), "{}", thread[0]);
-    assert!(thread[0].contains("signature does not verify"), "{}", thread[0]);
+    assert!(
+        thread[0].contains("signature does not verify"),
+        "{}",
+        thread[0]
+    );
     // The forgery did not cancel the real job: the reconciler publishes it and it runs once.
-    assert_eq!(h.finished(&genuine.request_id).await, (JobState::Finished(Outcome::Succeeded), 1));
+    assert_eq!(
+        h.finished(&genuine.request_id).await,
+        (JobState::Finished(Outcome::Succeeded), 1)
+    );
     assert_eq!(count(&pool, "SELECT count(*) FROM orders").await, 20);
 
     // Tampered: the real signature over an edited payload.
-    let job = h.job("pg", "SELECT id FROM orders WHERE id = 1", Category::Read, None);
+    let job = h.job(
+        "pg",
+        "SELECT id FROM orders WHERE id = 1",
+        Category::Read,
+        None,
+    );
     let signed = h.outbox_only(&job).await;
     let tampered = SignedJob {
         payload: signed.payload.replace("WHERE id = 1", "WHERE id > 0"),
         signature: signed.signature.clone(),
     };
-    h.queue.publish(Stream::Jobs, "pg", &tampered).await.expect("publish");
+    h.queue
+        .publish(Stream::Jobs, "pg", &tampered)
+        .await
+        .expect("publish");
     let thread = h.thread(&job.request_id, 1).await;
-    assert!(thread[0].contains("signature does not verify"), "{}", thread[0]);
+    assert!(
+        thread[0].contains("signature does not verify"),
+        "{}",
+        thread[0]
+    );
 
     // SQL hash: signed, but the hash names other SQL.
     let mut mismatched = h.job("pg", "SELECT 1", Category::Read, None);
     mismatched.sql_sha256 = countersign_shared::job::sql_sha256("SELECT 2");
     h.submit(&mismatched).await;
     let thread = h.thread(&mismatched.request_id, 1).await;
-    assert!(thread[0].contains("does not match the SQL that was approved"), "{}", thread[0]);
+    assert!(
+        thread[0].contains("does not match the SQL that was approved"),
+        "{}",
+        thread[0]
+    );
 
     // Expired.
     let mut expired = h.job("pg", "SELECT 1", Category::Read, None);
@@ -189,7 +299,10 @@ async fn forged_tampered_expired_replayed_and_out_of_scope_jobs_are_refused_and_
     h.submit(&expired).await;
     let thread = h.thread(&expired.request_id, 1).await;
     assert!(thread[0].contains("expired"), "{}", thread[0]);
-    assert_eq!(h.finished(&expired.request_id).await.0, JobState::Finished(Outcome::Refused));
+    assert_eq!(
+        h.finished(&expired.request_id).await.0,
+        JobState::Finished(Outcome::Refused)
+    );
 
     // Out of scope: approved as a read, but it writes (a writable CTE).
     let scope = h.job(
@@ -200,40 +313,73 @@ async fn forged_tampered_expired_replayed_and_out_of_scope_jobs_are_refused_and_
     );
     h.submit(&scope).await;
     let thread = h.thread(&scope.request_id, 1).await;
-    assert!(thread[0].contains("only read was approved"), "{}", thread[0]);
+    assert!(
+        thread[0].contains("only read was approved"),
+        "{}",
+        thread[0]
+    );
     // And the read-only escapes the issue lists, approved as reads, all refused.
     for sql in ["COMMIT; DROP TABLE orders", "SET TRANSACTION READ WRITE"] {
         let escape = h.job("pg", sql, Category::Read, None);
         h.submit(&escape).await;
         let thread = h.thread(&escape.request_id, 1).await;
-        assert!(thread[0].starts_with("Refused on pg"), "{sql}: {}", thread[0]);
+        assert!(
+            thread[0].starts_with("Refused on pg"),
+            "{sql}: {}",
+            thread[0]
+        );
     }
     assert_eq!(count(&pool, "SELECT count(*) FROM orders").await, 20);
 
     // Replayed: a job that ran, published again.
-    let replay = h.job("pg", "UPDATE orders SET total = total + 1 WHERE id = 5", Category::Write, Some(1));
+    let replay = h.job(
+        "pg",
+        "UPDATE orders SET total = total + 1 WHERE id = 5",
+        Category::Write,
+        Some(1),
+    );
     let signed = h.submit(&replay).await;
     h.thread(&replay.request_id, 1).await;
-    h.queue.publish(Stream::Jobs, "pg", &signed).await.expect("replay");
+    h.queue
+        .publish(Stream::Jobs, "pg", &signed)
+        .await
+        .expect("replay");
     let thread = h.thread(&replay.request_id, 2).await;
     assert!(thread[1].starts_with("Refused on pg"), "{}", thread[1]);
     assert!(thread[1].contains("runs at most once"), "{}", thread[1]);
-    assert_eq!(count(&pool, "SELECT (total * 100)::bigint FROM orders WHERE id = 5").await, 850);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT (total * 100)::bigint FROM orders WHERE id = 5"
+        )
+        .await,
+        850
+    );
     assert_eq!(
         h.events(&replay.request_id).await,
-        [AuditEvent::Queued, AuditEvent::Running, AuditEvent::Succeeded, AuditEvent::Refused]
+        [
+            AuditEvent::Queued,
+            AuditEvent::Running,
+            AuditEvent::Succeeded,
+            AuditEvent::Refused
+        ]
     );
 
     // Every refusal is in the audit trail.
     for request in [&genuine, &job, &mismatched, &expired, &scope] {
         assert!(
-            h.events(&request.request_id).await.contains(&AuditEvent::Refused),
+            h.events(&request.request_id)
+                .await
+                .contains(&AuditEvent::Refused),
             "{} has no refusal entry",
             request.request_id
         );
     }
     let metrics = running.executor.metrics().encode();
-    assert!(metrics.contains("countersign_executor_refusals_total{reason=\"signature\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("countersign_executor_refusals_total{reason=\"signature\"} 2"),
+        "{metrics}"
+    );
     h.assert_chain_holds().await;
     running.stop().await;
 }
@@ -242,16 +388,33 @@ async fn forged_tampered_expired_replayed_and_out_of_scope_jobs_are_refused_and_
 async fn the_row_guard_rolls_back_a_delete_over_its_limit() {
     let h = Harness::new().await;
     let target = seeded_postgres().await;
-    let running = h.start(h.config("pg", "e1"), postgres_target(&target.url).await).await;
-    let delete = h.job("pg", "DELETE FROM orders WHERE id <= 10", Category::Write, Some(3));
+    let running = h
+        .start(h.config("pg", "e1"), postgres_target(&target.url).await)
+        .await;
+    let delete = h.job(
+        "pg",
+        "DELETE FROM orders WHERE id <= 10",
+        Category::Write,
+        Some(3),
+    );
     h.submit(&delete).await;
     let text = &h.thread(&delete.request_id, 1).await[0];
-    assert!(text.starts_with("Rolled back on pg: 10 rows affected"), "{text}");
+    assert!(
+        text.starts_with("Rolled back on pg: 10 rows affected"),
+        "{text}"
+    );
     assert!(text.contains("more than the approved limit of 3"), "{text}");
-    assert_eq!(h.finished(&delete.request_id).await.0, JobState::Finished(Outcome::RolledBack));
+    assert_eq!(
+        h.finished(&delete.request_id).await.0,
+        JobState::Finished(Outcome::RolledBack)
+    );
     assert_eq!(
         h.events(&delete.request_id).await,
-        [AuditEvent::Queued, AuditEvent::Running, AuditEvent::RolledBack]
+        [
+            AuditEvent::Queued,
+            AuditEvent::Running,
+            AuditEvent::RolledBack
+        ]
     );
     let pool = target.pool().await;
     assert_eq!(count(&pool, "SELECT count(*) FROM orders").await, 20);
@@ -263,9 +426,15 @@ async fn two_executors_on_one_stream_run_every_job_exactly_once() {
     let h = Harness::new().await;
     let target = PgDatabase::create().await;
     let pool = target.pool().await;
-    pool.execute("CREATE TABLE hits (request text NOT NULL)").await.expect("table");
-    let first = h.start(h.config("pg", "e1"), postgres_target(&target.url).await).await;
-    let second = h.start(h.config("pg", "e2"), postgres_target(&target.url).await).await;
+    pool.execute("CREATE TABLE hits (request text NOT NULL)")
+        .await
+        .expect("table");
+    let first = h
+        .start(h.config("pg", "e1"), postgres_target(&target.url).await)
+        .await;
+    let second = h
+        .start(h.config("pg", "e2"), postgres_target(&target.url).await)
+        .await;
     let mut jobs = Vec::new();
     for _ in 0..60 {
         let mut job = h.job("pg", "", Category::Write, Some(1));
@@ -275,10 +444,16 @@ async fn two_executors_on_one_stream_run_every_job_exactly_once() {
         jobs.push(job);
     }
     for job in &jobs {
-        assert_eq!(h.finished(&job.request_id).await, (JobState::Finished(Outcome::Succeeded), 1));
+        assert_eq!(
+            h.finished(&job.request_id).await,
+            (JobState::Finished(Outcome::Succeeded), 1)
+        );
     }
     assert_eq!(count(&pool, "SELECT count(*) FROM hits").await, 60);
-    assert_eq!(count(&pool, "SELECT count(DISTINCT request) FROM hits").await, 60);
+    assert_eq!(
+        count(&pool, "SELECT count(DISTINCT request) FROM hits").await,
+        60
+    );
     let claimants: Vec<String> = sqlx::query_scalar("SELECT DISTINCT claimed_by FROM cs_jobs")
         .fetch_all(h.store.pool())
         .await
@@ -295,7 +470,9 @@ async fn flushing_redis_loses_no_approved_job_and_runs_each_once() {
     let h = Harness::with_redis(&redis.url()).await;
     let target = PgDatabase::create().await;
     let pool = target.pool().await;
-    pool.execute("CREATE TABLE hits (request text NOT NULL)").await.expect("table");
+    pool.execute("CREATE TABLE hits (request text NOT NULL)")
+        .await
+        .expect("table");
     let mut jobs = Vec::new();
     for _ in 0..25 {
         let mut job = h.job("pg", "", Category::Write, Some(1));
@@ -306,11 +483,19 @@ async fn flushing_redis_loses_no_approved_job_and_runs_each_once() {
     }
     // Everything Redis held is gone: the streams, the group, the messages.
     redis.restart();
-    let running = h.start(h.config("pg", "e1"), postgres_target(&target.url).await).await;
+    let running = h
+        .start(h.config("pg", "e1"), postgres_target(&target.url).await)
+        .await;
     for job in &jobs {
-        assert_eq!(h.finished(&job.request_id).await, (JobState::Finished(Outcome::Succeeded), 1));
+        assert_eq!(
+            h.finished(&job.request_id).await,
+            (JobState::Finished(Outcome::Succeeded), 1)
+        );
     }
-    assert_eq!(count(&pool, "SELECT count(DISTINCT request) FROM hits").await, 25);
+    assert_eq!(
+        count(&pool, "SELECT count(DISTINCT request) FROM hits").await,
+        25
+    );
     assert_eq!(count(&pool, "SELECT count(*) FROM hits").await, 25);
     // Redis goes away and comes back while the executor runs: it reconnects and goes on.
     redis.restart();
@@ -327,7 +512,9 @@ async fn preflight_estimates_rows_without_running_the_statement() {
     let target = seeded_postgres().await;
     let pool = target.pool().await;
     pool.execute("ANALYZE orders").await.expect("analyze");
-    let running = h.start(h.config("pg", "e1"), postgres_target(&target.url).await).await;
+    let running = h
+        .start(h.config("pg", "e1"), postgres_target(&target.url).await)
+        .await;
     let request = PreflightRequest {
         id: countersign_testkit::unique_name("pre"),
         target: "pg".into(),
@@ -347,9 +534,14 @@ async fn preflight_estimates_rows_without_running_the_statement() {
     // A request the bot did not sign gets no answer.
     let mut unsigned = request.clone();
     unsigned.id = countersign_testkit::unique_name("pre");
-    let answer = preflight(&h.queue, &JobSigner::from_seed([9; 32]), &unsigned, Duration::from_secs(2))
-        .await
-        .expect("preflight");
+    let answer = preflight(
+        &h.queue,
+        &JobSigner::from_seed([9; 32]),
+        &unsigned,
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("preflight");
     assert_eq!(answer, None);
     running.stop().await;
 }

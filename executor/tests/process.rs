@@ -67,7 +67,9 @@ async fn a_write_killed_mid_statement_becomes_unknown_and_a_read_runs_once_more(
     let chat_log = h.dir.join("chat.jsonl");
 
     // Hold a lock so both jobs block inside their statements.
-    let mut locker = sqlx::PgConnection::connect(&target.url).await.expect("connect");
+    let mut locker = sqlx::PgConnection::connect(&target.url)
+        .await
+        .expect("connect");
     locker.execute("BEGIN").await.expect("begin");
     locker
         .execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
@@ -75,46 +77,86 @@ async fn a_write_killed_mid_statement_becomes_unknown_and_a_read_runs_once_more(
         .expect("lock");
 
     let mut first = h.spawn_binary("pg", "first", &target.url, &chat_log, free_port());
-    let write = h.job("pg", "UPDATE orders SET total = total + 100 WHERE id = 1", Category::Write, Some(1));
+    let write = h.job(
+        "pg",
+        "UPDATE orders SET total = total + 100 WHERE id = 1",
+        Category::Write,
+        Some(1),
+    );
     h.submit(&write).await;
     until_running(&h, &write.request_id).await;
     until_blocked(&pool).await;
-    let read = h.job("pg", "SELECT sum(total) AS total FROM orders", Category::Read, None);
+    let read = h.job(
+        "pg",
+        "SELECT sum(total) AS total FROM orders",
+        Category::Read,
+        None,
+    );
     h.submit(&read).await;
     until_running(&h, &read.request_id).await;
     kill(&mut first);
     locker.execute("ROLLBACK").await.expect("unlock");
 
     let mut second = h.spawn_binary("pg", "second", &target.url, &chat_log, free_port());
-    assert_eq!(h.finished(&write.request_id).await, (JobState::Finished(Outcome::Unknown), 1));
-    assert_eq!(h.finished(&read.request_id).await, (JobState::Finished(Outcome::Succeeded), 2));
+    assert_eq!(
+        h.finished(&write.request_id).await,
+        (JobState::Finished(Outcome::Unknown), 1)
+    );
+    assert_eq!(
+        h.finished(&read.request_id).await,
+        (JobState::Finished(Outcome::Succeeded), 2)
+    );
     let write_thread = wait_for("the unknown outcome in the thread", || {
         let thread = logged_thread(&chat_log, &write.request_id);
         (!thread.is_empty()).then_some(thread)
     })
     .await;
-    assert!(write_thread[0].starts_with("Outcome unknown on pg"), "{}", write_thread[0]);
-    assert!(write_thread[0].contains("will not run again"), "{}", write_thread[0]);
+    assert!(
+        write_thread[0].starts_with("Outcome unknown on pg"),
+        "{}",
+        write_thread[0]
+    );
+    assert!(
+        write_thread[0].contains("will not run again"),
+        "{}",
+        write_thread[0]
+    );
     let read_thread = wait_for("the read's result in the thread", || {
         let thread = logged_thread(&chat_log, &read.request_id);
         (thread.len() >= 2).then_some(thread)
     })
     .await;
     assert!(read_thread[0].contains("runs once more"), "{read_thread:?}");
-    assert!(read_thread[1].starts_with("Succeeded on pg: 1 row"), "{read_thread:?}");
-    assert!(read_thread[1].contains("55"), "the read saw the uncommitted write rolled back: {read_thread:?}");
+    assert!(
+        read_thread[1].starts_with("Succeeded on pg: 1 row"),
+        "{read_thread:?}"
+    );
+    assert!(
+        read_thread[1].contains("55"),
+        "the read saw the uncommitted write rolled back: {read_thread:?}"
+    );
 
     // Give the second executor time to see the old deliveries again: the write never reruns.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(h.state(&write.request_id).await, Some((JobState::Finished(Outcome::Unknown), 1)));
+    assert_eq!(
+        h.state(&write.request_id).await,
+        Some((JobState::Finished(Outcome::Unknown), 1))
+    );
     let total: i32 = sqlx::query_scalar("SELECT total FROM orders WHERE id = 1")
         .fetch_one(&pool)
         .await
         .expect("total");
-    assert_eq!(total, 1, "the killed write did not commit and was not run again");
+    assert_eq!(
+        total, 1,
+        "the killed write did not commit and was not run again"
+    );
     assert_eq!(
         h.events(&write.request_id).await,
-        [AuditEvent::Queued, AuditEvent::Running, AuditEvent::OutcomeUnknown]
+        [
+            AuditEvent::Queued,
+            AuditEvent::Running,
+            AuditEvent::OutcomeUnknown
+        ]
     );
     assert_eq!(
         h.events(&read.request_id).await,
@@ -132,13 +174,17 @@ async fn a_write_killed_mid_statement_becomes_unknown_and_a_read_runs_once_more(
 
 async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())?;
     Some((status, body))
 }
 
@@ -163,10 +209,20 @@ async fn sigterm_finishes_the_job_in_hand_and_the_probes_tell_the_state() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let mut locker = sqlx::PgConnection::connect(&target.url).await.expect("connect");
+    let mut locker = sqlx::PgConnection::connect(&target.url)
+        .await
+        .expect("connect");
     locker.execute("BEGIN").await.expect("begin");
-    locker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE").await.expect("lock");
-    let write = h.job("pg", "UPDATE orders SET total = 0 WHERE id = 2", Category::Write, Some(1));
+    locker
+        .execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let write = h.job(
+        "pg",
+        "UPDATE orders SET total = 0 WHERE id = 2",
+        Category::Write,
+        Some(1),
+    );
     h.submit(&write).await;
     until_running(&h, &write.request_id).await;
     until_blocked(&pool).await;
@@ -194,16 +250,28 @@ async fn sigterm_finishes_the_job_in_hand_and_the_probes_tell_the_state() {
     let late = h.job("pg", "SELECT 1 AS one", Category::Read, None);
     h.submit(&late).await;
     let metrics = http_get(port, "/metrics").await.expect("metrics").1;
-    assert!(metrics.contains("countersign_executor_jobs_in_flight 1"), "{metrics}");
+    assert!(
+        metrics.contains("countersign_executor_jobs_in_flight 1"),
+        "{metrics}"
+    );
     locker.execute("ROLLBACK").await.expect("unlock");
 
     let exit = tokio::task::spawn_blocking(move || child.wait().expect("wait"))
         .await
         .expect("join");
-    assert!(exit.success(), "the executor exits cleanly after draining: {exit:?}");
-    assert_eq!(h.state(&write.request_id).await, Some((JobState::Finished(Outcome::Succeeded), 1)));
+    assert!(
+        exit.success(),
+        "the executor exits cleanly after draining: {exit:?}"
+    );
+    assert_eq!(
+        h.state(&write.request_id).await,
+        Some((JobState::Finished(Outcome::Succeeded), 1))
+    );
     let thread = logged_thread(&chat_log, &write.request_id);
-    assert!(thread[0].starts_with("Succeeded on pg: 1 row affected"), "{thread:?}");
+    assert!(
+        thread[0].starts_with("Succeeded on pg: 1 row affected"),
+        "{thread:?}"
+    );
     assert_eq!(h.state(&late.request_id).await, Some((JobState::Queued, 0)));
 }
 

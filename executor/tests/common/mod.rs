@@ -14,7 +14,9 @@ use countersign_control::outbox::{self, JobState};
 use countersign_control::queue::JobQueue;
 use countersign_control::store::ControlStore;
 use countersign_control::submit::submit_job;
-use countersign_executor::execute::{mysql::MySqlTarget, postgres::PgTarget, sqlite::SqliteTarget, TargetDb};
+use countersign_executor::execute::{
+    mysql::MySqlTarget, postgres::PgTarget, sqlite::SqliteTarget, TargetDb,
+};
 use countersign_executor::{Executor, ExecutorConfig, Services};
 use countersign_shared::audit::AuditEvent;
 use countersign_shared::job::{sql_sha256, Job, JobSigner, SignedJob};
@@ -197,9 +199,15 @@ impl Harness {
     pub async fn outbox_only(&self, job: &Job) -> SignedJob {
         let signed = self.signer.sign(job);
         let mut tx = self.store.pool().begin().await.expect("begin");
-        outbox::insert_job(&mut tx, &signed, job, Some(&Harness::reply_to(&job.request_id)), "bot:test")
-            .await
-            .expect("insert");
+        outbox::insert_job(
+            &mut tx,
+            &signed,
+            job,
+            Some(&Harness::reply_to(&job.request_id)),
+            "bot:test",
+        )
+        .await
+        .expect("insert");
         tx.commit().await.expect("commit");
         signed
     }
@@ -262,7 +270,14 @@ impl Harness {
     }
 
     /// Starts the real executor binary. Thread messages go to `chat_log`.
-    pub fn spawn_binary(&self, target: &str, id: &str, target_url: &str, chat_log: &Path, listen_port: u16) -> Child {
+    pub fn spawn_binary(
+        &self,
+        target: &str,
+        id: &str,
+        target_url: &str,
+        chat_log: &Path,
+        listen_port: u16,
+    ) -> Child {
         self.spawn_binary_with(target, id, target_url, chat_log, listen_port, &[])
     }
 
@@ -279,14 +294,31 @@ impl Harness {
         let (key, policy) = self.write_files();
         Command::new(env!("CARGO_BIN_EXE_countersign-executor"))
             .args(extra)
-            .args(["--policy"]).arg(&policy)
+            .args(["--policy"])
+            .arg(&policy)
             .args(["--target", target, "--executor-id", id])
-            .args(["--public-key"]).arg(&key)
+            .args(["--public-key"])
+            .arg(&key)
             .args(["--listen", &format!("127.0.0.1:{listen_port}")])
             .args(["--stream-prefix", &self.prefix])
-            .args(["--lease-seconds", "1", "--reclaim-seconds", "1", "--republish-seconds", "1"])
-            .args(["--reconcile-seconds", "0.2", "--drain-seconds", "10", "--log-format", "text"])
-            .args(["--chat-log"]).arg(chat_log)
+            .args([
+                "--lease-seconds",
+                "1",
+                "--reclaim-seconds",
+                "1",
+                "--republish-seconds",
+                "1",
+            ])
+            .args([
+                "--reconcile-seconds",
+                "0.2",
+                "--drain-seconds",
+                "10",
+                "--log-format",
+                "text",
+            ])
+            .args(["--chat-log"])
+            .arg(chat_log)
             .env("COUNTERSIGN_TARGET_DATABASE_URL", target_url)
             .env("COUNTERSIGN_CONTROL_DATABASE_URL", &self.control.url)
             .env("COUNTERSIGN_REDIS_URL", &self.redis_url)
