@@ -210,7 +210,9 @@ pub enum ChainBreak {
         seq: u64,
     },
     /// The chain ends before the head the store recorded: its last records were removed.
-    #[error("records after #{last} are missing: the store's head is record #{head_seq} ({head_hash})")]
+    #[error(
+        "records after #{last} are missing: the store's head is record #{head_seq} ({head_hash})"
+    )]
     Truncated {
         /// The last record found.
         last: u64,

@@ -115,7 +115,11 @@ impl ResultSummary {
         let rows = match (&self.table, self.rows_affected) {
             (Some(table), _) => {
                 let plus = if table.total_capped { "+" } else { "" };
-                format!("{}{plus} {}", table.total_rows, plural(table.total_rows, "row"))
+                format!(
+                    "{}{plus} {}",
+                    table.total_rows,
+                    plural(table.total_rows, "row")
+                )
             }
             (None, Some(affected)) => format!("{affected} {} affected", plural(affected, "row")),
             (None, None) => String::new(),
