@@ -9,7 +9,6 @@
 //! BENCH_ROWS overrides the row count. Needs PostgreSQL and Redis (scripts/services.sh).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::time::{Duration, Instant};
