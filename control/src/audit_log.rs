@@ -23,16 +23,21 @@ use crate::store::StoreError;
 /// Most entries sealed in one transaction.
 pub const SEAL_BATCH: i64 = 2000;
 
+/// An entry as the queue stores it.
+pub fn entry_text(entry: &AuditEntry) -> Result<String, StoreError> {
+    serde_json::to_string(entry).map_err(|error| StoreError::Corrupt {
+        what: "audit entry",
+        detail: error.to_string(),
+    })
+}
+
 /// Queues an audit entry inside the caller's transaction. Returns the entry's event id, by
 /// which its sealed record is found later.
 pub async fn enqueue<'c>(
     executor: impl PgExecutor<'c>,
     entry: &AuditEntry,
 ) -> Result<i64, StoreError> {
-    let text = serde_json::to_string(entry).map_err(|error| StoreError::Corrupt {
-        what: "audit entry",
-        detail: error.to_string(),
-    })?;
+    let text = entry_text(entry)?;
     let id: i64 = sqlx::query_scalar("INSERT INTO cs_audit_queue (entry) VALUES ($1) RETURNING id")
         .bind(text)
         .fetch_one(executor)
@@ -40,31 +45,37 @@ pub async fn enqueue<'c>(
     Ok(id)
 }
 
-/// Seals up to [`SEAL_BATCH`] queued entries into the chain. Returns how many were sealed.
-pub async fn seal_pending(pool: &PgPool) -> Result<usize, StoreError> {
+/// Seals up to [`SEAL_BATCH`] queued entries into the chain. Returns the records it sealed, by
+/// event id.
+pub async fn seal_pending(pool: &PgPool) -> Result<HashMap<i64, AuditRecord>, StoreError> {
     let mut tx = pool.begin().await?;
+    // The head's lock first: sealers take turns, and none waits on another's queue rows.
     let head = sqlx::query("SELECT seq, hash FROM cs_audit_head FOR UPDATE")
         .fetch_one(&mut *tx)
         .await?;
     let mut seq: i64 = head.try_get("seq")?;
     let mut prev_hash: String = head.try_get("hash")?;
-    let queued = sqlx::query("SELECT id, entry FROM cs_audit_queue ORDER BY id LIMIT $1")
-        .bind(SEAL_BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+    let mut queued: Vec<(i64, String)> = sqlx::query_as(
+        "DELETE FROM cs_audit_queue
+         WHERE id IN (SELECT id FROM cs_audit_queue ORDER BY id LIMIT $1)
+         RETURNING id, entry",
+    )
+    .bind(SEAL_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
     if queued.is_empty() {
         tx.rollback().await?;
-        return Ok(0);
+        return Ok(HashMap::new());
     }
+    queued.sort_unstable_by_key(|(id, _)| *id);
     let mut seqs = Vec::with_capacity(queued.len());
     let mut event_ids = Vec::with_capacity(queued.len());
     let mut request_ids = Vec::with_capacity(queued.len());
-    let mut records = Vec::with_capacity(queued.len());
+    let mut texts = Vec::with_capacity(queued.len());
     let mut hashes = Vec::with_capacity(queued.len());
     let mut prev_hashes = Vec::with_capacity(queued.len());
-    for row in &queued {
-        let event_id: i64 = row.try_get("id")?;
-        let text: String = row.try_get("entry")?;
+    let mut sealed = HashMap::with_capacity(queued.len());
+    for (event_id, text) in queued {
         let entry: AuditEntry =
             serde_json::from_str(&text).map_err(|error| StoreError::Corrupt {
                 what: "queued audit entry",
@@ -81,39 +92,35 @@ pub async fn seal_pending(pool: &PgPool) -> Result<usize, StoreError> {
         seqs.push(seq);
         event_ids.push(event_id);
         request_ids.push(request_id);
-        hashes.push(record.hash);
-        records.push(record_text);
+        hashes.push(record.hash.clone());
+        texts.push(record_text);
+        sealed.insert(event_id, record);
     }
     sqlx::query(
-        "INSERT INTO cs_audit (seq, event_id, request_id, record, hash, prev_hash)
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])",
+        "WITH sealed AS (
+             INSERT INTO cs_audit (seq, event_id, request_id, record, hash, prev_hash)
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]))
+         UPDATE cs_audit_head SET seq = $7, hash = $8",
     )
     .bind(&seqs)
     .bind(&event_ids)
     .bind(&request_ids)
-    .bind(&records)
+    .bind(&texts)
     .bind(&hashes)
     .bind(&prev_hashes)
+    .bind(seq)
+    .bind(&prev_hash)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM cs_audit_queue WHERE id = ANY($1)")
-        .bind(&event_ids)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE cs_audit_head SET seq = $1, hash = $2")
-        .bind(seq)
-        .bind(&prev_hash)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
-    Ok(queued.len())
+    Ok(sealed)
 }
 
-/// Seals until nothing is queued.
+/// Seals until nothing is queued. Returns how many records were sealed.
 pub async fn seal_all(pool: &PgPool) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
-        let sealed = seal_pending(pool).await?;
+        let sealed = seal_pending(pool).await?.len();
         total += sealed;
         if (sealed as i64) < SEAL_BATCH {
             return Ok(total);
@@ -221,9 +228,30 @@ impl AuditSealer {
                     waiting.push(more);
                 }
                 let result = async {
-                    seal_all(&pool).await?;
-                    let ids: Vec<i64> = waiting.iter().map(|(id, _)| *id).collect();
-                    records_for_events(&pool, &ids).await
+                    // Seal everything queued; answer from what this pass sealed, and look up
+                    // the rest (sealed by another process in the meantime).
+                    let mut found = HashMap::new();
+                    loop {
+                        let sealed = seal_pending(&pool).await?;
+                        let full = sealed.len() as i64 >= SEAL_BATCH;
+                        found.extend(
+                            sealed
+                                .into_iter()
+                                .filter(|(id, _)| waiting.iter().any(|(wanted, _)| wanted == id)),
+                        );
+                        if !full {
+                            break;
+                        }
+                    }
+                    let missing: Vec<i64> = waiting
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .filter(|id| !found.contains_key(id))
+                        .collect();
+                    if !missing.is_empty() {
+                        found.extend(records_for_events(&pool, &missing).await?);
+                    }
+                    Ok::<_, StoreError>(found)
                 }
                 .await;
                 match result {

@@ -85,18 +85,6 @@ pub async fn insert_job(
     reply_to: Option<&ReplyTo>,
     actor: &str,
 ) -> Result<i64, StoreError> {
-    sqlx::query(
-        "INSERT INTO cs_jobs (request_id, target, payload, signature, category, reply_to)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&job.request_id)
-    .bind(&job.target)
-    .bind(&signed.payload)
-    .bind(&signed.signature)
-    .bind(job.category.as_str())
-    .bind(reply_to_json(reply_to))
-    .execute(&mut *tx)
-    .await?;
     let entry = AuditEntry {
         sql: Some(job.sql.clone()),
         approvers: job.approvers.clone(),
@@ -109,7 +97,23 @@ pub async fn insert_job(
             &job.target,
         )
     };
-    audit_log::enqueue(&mut *tx, &entry).await
+    // One statement: the job and its audit entry.
+    let event: i64 = sqlx::query_scalar(
+        "WITH job AS (
+             INSERT INTO cs_jobs (request_id, target, payload, signature, category, reply_to)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING request_id)
+         INSERT INTO cs_audit_queue (entry) SELECT $7 FROM job RETURNING id",
+    )
+    .bind(&job.request_id)
+    .bind(&job.target)
+    .bind(&signed.payload)
+    .bind(&signed.signature)
+    .bind(job.category.as_str())
+    .bind(reply_to_json(reply_to))
+    .bind(audit_log::entry_text(&entry)?)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(event)
 }
 
 /// Records that a job was published to Redis as stream entry `entry`.
@@ -171,29 +175,30 @@ pub async fn claim(
     lease: Duration,
     running: &AuditEntry,
 ) -> Result<Claim, StoreError> {
-    let mut tx = pool.begin().await?;
+    // One statement: the conditional claim and, only if it matched, its audit entry.
     let claimed = sqlx::query(
-        "UPDATE cs_jobs SET state = 'running', attempts = attempts + 1, claimed_by = $3,
-                claimed_at = now(), lease_until = now() + $4 * interval '1 millisecond'
-         WHERE request_id = $1 AND state = 'queued' AND payload = $2
-         RETURNING attempts, reply_to",
+        "WITH claimed AS (
+             UPDATE cs_jobs SET state = 'running', attempts = attempts + 1, claimed_by = $3,
+                    claimed_at = now(), lease_until = now() + $4 * interval '1 millisecond'
+             WHERE request_id = $1 AND state = 'queued' AND payload = $2
+             RETURNING attempts, reply_to),
+         audit AS (INSERT INTO cs_audit_queue (entry) SELECT $5 FROM claimed RETURNING id)
+         SELECT claimed.attempts, claimed.reply_to, audit.id AS event FROM claimed, audit",
     )
     .bind(request_id)
     .bind(payload)
     .bind(executor)
     .bind(lease.as_millis() as f64)
-    .fetch_optional(&mut *tx)
+    .bind(audit_log::entry_text(running)?)
+    .fetch_optional(pool)
     .await?;
     if let Some(row) = claimed {
-        let running_event = audit_log::enqueue(&mut *tx, running).await?;
-        tx.commit().await?;
         return Ok(Claim::Claimed(ClaimedJob {
             attempts: row.try_get("attempts")?,
             reply_to: reply_to_from(&row)?,
-            running_event,
+            running_event: row.try_get("event")?,
         }));
     }
-    tx.rollback().await?;
     let existing = sqlx::query(
         "SELECT state, claimed_by, reply_to, payload = $2 AS same FROM cs_jobs WHERE request_id = $1",
     )
@@ -255,28 +260,26 @@ pub async fn finish(
     summary: &ResultSummary,
     entry: &AuditEntry,
 ) -> Result<Option<i64>, StoreError> {
-    let mut tx = pool.begin().await?;
     let summary_json = serde_json::to_value(summary).map_err(|error| StoreError::Corrupt {
         what: "result summary",
         detail: error.to_string(),
     })?;
-    let updated = sqlx::query(
-        "UPDATE cs_jobs SET state = $3, finished_at = now(), lease_until = NULL, summary = $4
-         WHERE request_id = $1 AND state = 'running' AND claimed_by = $2",
+    // One statement: the outcome and, only if this executor still held the job, its entry.
+    let event: Option<i64> = sqlx::query_scalar(
+        "WITH done AS (
+             UPDATE cs_jobs SET state = $3, finished_at = now(), lease_until = NULL, summary = $4
+             WHERE request_id = $1 AND state = 'running' AND claimed_by = $2
+             RETURNING request_id)
+         INSERT INTO cs_audit_queue (entry) SELECT $5 FROM done RETURNING id",
     )
     .bind(request_id)
     .bind(executor)
     .bind(summary.outcome.as_str())
     .bind(summary_json)
-    .execute(&mut *tx)
+    .bind(audit_log::entry_text(entry)?)
+    .fetch_optional(pool)
     .await?;
-    if updated.rows_affected() != 1 {
-        tx.rollback().await?;
-        return Ok(None);
-    }
-    let event = audit_log::enqueue(&mut *tx, entry).await?;
-    tx.commit().await?;
-    Ok(Some(event))
+    Ok(event)
 }
 
 /// Marks a genuine, still-queued job refused (it expired, or re-classifies out of scope), with
@@ -308,10 +311,10 @@ pub async fn refuse_queued(
     Ok((event, updated.rows_affected() == 1))
 }
 
-/// Records that a finished job's summary reached its thread.
-pub async fn mark_posted(pool: &PgPool, request_id: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE cs_jobs SET posted_at = now() WHERE request_id = $1")
-        .bind(request_id)
+/// Records that finished jobs' summaries reached their threads.
+pub async fn mark_posted(pool: &PgPool, request_ids: &[String]) -> Result<(), StoreError> {
+    sqlx::query("UPDATE cs_jobs SET posted_at = now() WHERE request_id = ANY($1)")
+        .bind(request_ids)
         .execute(pool)
         .await?;
     Ok(())
@@ -400,8 +403,6 @@ pub async fn expire_leases(
     let rows = sqlx::query(
         "UPDATE cs_jobs SET
              state = CASE WHEN category = $2 AND attempts < $3 THEN 'queued' ELSE 'unknown' END,
-             published_at = NULL,
-             stream_entry = NULL,
              lease_until = NULL,
              finished_at = CASE WHEN category = $2 AND attempts < $3 THEN NULL ELSE now() END
          WHERE request_id IN (

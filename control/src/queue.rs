@@ -282,7 +282,13 @@ impl JobQueue {
         timeout: Duration,
     ) -> Result<Option<serde_json::Value>, QueueError> {
         // Many requests may wait at once: each on a connection of its own.
-        let mut conn = self.client.get_multiplexed_async_connection().await?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(timeout + Duration::from_secs(5)));
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
         let popped: Option<(String, String)> = conn
             .blpop(self.reply_key(id), timeout.as_secs_f64())
             .await?;

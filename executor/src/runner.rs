@@ -83,6 +83,37 @@ pub(crate) struct Inner {
     pub(crate) poster: Arc<dyn ChatPoster>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) draining: AtomicBool,
+    pub(crate) posted: PostedMarker,
+}
+
+/// Records, in batches, that summaries reached their threads. Until it is recorded, the
+/// reconciler would post a summary again after `repost_after`; a lost mark costs at most one
+/// repeated message, never a lost one.
+#[derive(Clone)]
+pub(crate) struct PostedMarker {
+    sender: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl PostedMarker {
+    fn spawn(store: ControlStore) -> PostedMarker {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(first) = receiver.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = receiver.try_recv() {
+                    batch.push(more);
+                }
+                if let Err(error) = outbox::mark_posted(store.pool(), &batch).await {
+                    tracing::warn!(%error, jobs = batch.len(), "recording posted summaries failed; they may be posted again");
+                }
+            }
+        });
+        PostedMarker { sender }
+    }
+
+    fn mark(&self, request_id: &str) {
+        let _ = self.sender.send(request_id.to_string());
+    }
 }
 
 /// A refusal: the reason code for metrics, and the user-facing reason.
@@ -125,6 +156,7 @@ impl Executor {
             .cloned()
             .ok_or_else(|| SetupError::UnknownTarget(config.target.clone()))?;
         let sealer = AuditSealer::spawn(services.store.pool().clone());
+        let posted = PostedMarker::spawn(services.store.clone());
         Ok(Executor {
             inner: Arc::new(Inner {
                 actor: config.actor(),
@@ -139,6 +171,7 @@ impl Executor {
                 poster: services.poster,
                 metrics: Arc::new(Metrics::new()),
                 draining: AtomicBool::new(false),
+                posted,
             }),
         })
     }
@@ -310,24 +343,33 @@ impl Executor {
     }
 }
 
-/// Handles one delivery to the end. Acknowledges it unless the control database failed.
+/// Whether a handled delivery may be acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    /// Everything it caused is durable.
+    Yes,
+    /// Leave it pending, so it is delivered again (the job went back to the queue under us).
+    No,
+}
+
+/// Handles one delivery to the end. Acknowledges it unless the control database failed or the
+/// job was taken back while it ran.
 pub(crate) async fn handle(inner: &Inner, delivery: Delivery) {
     let started = Instant::now();
     tracing::debug!(delivery = %delivery.id, delivered = delivery.delivered, "delivery");
     let result = match &delivery.envelope {
         Ok(signed) => handle_envelope(inner, signed, delivery.delivered, started).await,
-        Err(problem) => {
-            refuse_untrusted(
-                inner,
-                None,
-                Refusal::new("malformed", problem.clone()),
-                started,
-            )
-            .await
-        }
+        Err(problem) => refuse_untrusted(
+            inner,
+            None,
+            Refusal::new("malformed", problem.clone()),
+            started,
+        )
+        .await
+        .map(|()| Ack::Yes),
     };
     match result {
-        Ok(()) => {
+        Ok(Ack::Yes) => {
             if let Err(error) = inner
                 .queue
                 .ack(Stream::Jobs, &inner.config.target, &[delivery.id])
@@ -337,6 +379,7 @@ pub(crate) async fn handle(inner: &Inner, delivery: Delivery) {
                 tracing::warn!(%error, "acknowledging a delivery failed");
             }
         }
+        Ok(Ack::No) => {}
         Err(error) => {
             tracing::error!(%error, delivery = %delivery.id, "the control database failed; the delivery stays pending and will be retried");
         }
@@ -348,7 +391,7 @@ async fn handle_envelope(
     signed: &SignedJob,
     delivered: usize,
     started: Instant,
-) -> Result<(), StoreError> {
+) -> Result<Ack, StoreError> {
     let job = match inner.verifier.verify(signed, now_s()) {
         Ok(job) => job,
         Err(error) => {
@@ -357,11 +400,17 @@ async fn handle_envelope(
                 // Signed by us, so the payload can be trusted to name its request.
                 JobError::Expired { .. } | JobError::IssuedInFuture { .. } => {
                     match serde_json::from_str::<Job>(&signed.payload) {
-                        Ok(job) => refuse_genuine(inner, &job, signed, refusal, started).await,
-                        Err(_) => refuse_untrusted(inner, Some(signed), refusal, started).await,
+                        Ok(job) => refuse_genuine(inner, &job, signed, refusal, started)
+                            .await
+                            .map(|()| Ack::Yes),
+                        Err(_) => refuse_untrusted(inner, Some(signed), refusal, started)
+                            .await
+                            .map(|()| Ack::Yes),
                     }
                 }
-                _ => refuse_untrusted(inner, Some(signed), refusal, started).await,
+                _ => refuse_untrusted(inner, Some(signed), refusal, started)
+                    .await
+                    .map(|()| Ack::Yes),
             };
         }
     };
@@ -373,7 +422,9 @@ async fn handle_envelope(
                 job.target, inner.config.target
             ),
         );
-        return refuse_and_report(inner, &job, None, refusal, started).await;
+        return refuse_and_report(inner, &job, None, refusal, started)
+            .await
+            .map(|()| Ack::Yes);
     }
     if job.policy_version != inner.policy.version() {
         tracing::info!(
@@ -388,7 +439,9 @@ async fn handle_envelope(
     );
     if let Err(error) = check_scope(&job, &classification) {
         let refusal = Refusal::new(job_error_code(&error), error.to_string());
-        return refuse_genuine(inner, &job, signed, refusal, started).await;
+        return refuse_genuine(inner, &job, signed, refusal, started)
+            .await
+            .map(|()| Ack::Yes);
     }
     if classification.statements.len() != 1 {
         let refusal = Refusal::new(
@@ -398,13 +451,17 @@ async fn handle_envelope(
                 classification.statements.len()
             ),
         );
-        return refuse_genuine(inner, &job, signed, refusal, started).await;
+        return refuse_genuine(inner, &job, signed, refusal, started)
+            .await
+            .map(|()| Ack::Yes);
     }
     let mask = match plan_masking(&job.sql, inner.settings.dialect, &inner.policy) {
         Ok(plan) => plan,
         Err(refusal) => {
             let refusal = Refusal::new("masking", refusal.to_string());
-            return refuse_genuine(inner, &job, signed, refusal, started).await;
+            return refuse_genuine(inner, &job, signed, refusal, started)
+                .await
+                .map(|()| Ack::Yes);
         }
     };
     let running = AuditEntry {
@@ -440,7 +497,7 @@ async fn handle_envelope(
                 // slow): the job is already decided, nothing to report.
                 tracing::debug!(request = %job.request_id, %state, "redelivery of a claimed job");
                 inner.metrics.refusal("redelivery");
-                return Ok(());
+                return Ok(Ack::Yes);
             }
             let by = claimed_by.unwrap_or_else(|| "an executor".into());
             let refusal = Refusal::new(
@@ -449,21 +506,27 @@ async fn handle_envelope(
                     "another copy of this job arrived after it was claimed by {by} (now {state}); it was refused: a job runs at most once"
                 ),
             );
-            return refuse_and_report(inner, &job, reply_to, refusal, started).await;
+            return refuse_and_report(inner, &job, reply_to, refusal, started)
+                .await
+                .map(|()| Ack::Yes);
         }
         Claim::PayloadMismatch { reply_to } => {
             let refusal = Refusal::new(
                 "not_in_outbox",
                 "the delivered job differs from the one approved for this request; it was refused",
             );
-            return refuse_and_report(inner, &job, reply_to, refusal, started).await;
+            return refuse_and_report(inner, &job, reply_to, refusal, started)
+                .await
+                .map(|()| Ack::Yes);
         }
         Claim::NotFound => {
             let refusal = Refusal::new(
                 "not_in_outbox",
                 "no approved job with this request id exists; it was refused",
             );
-            return refuse_and_report(inner, &job, None, refusal, started).await;
+            return refuse_and_report(inner, &job, None, refusal, started)
+                .await
+                .map(|()| Ack::Yes);
         }
     };
     tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), "claimed");
@@ -500,7 +563,8 @@ async fn handle_envelope(
     .await?
     else {
         tracing::warn!(request = %job.request_id, "the job's lease ran out before it finished; the reconciler has decided it");
-        return Ok(());
+        // Not acknowledged: if the job went back to the queue, this delivery brings it back.
+        return Ok(Ack::No);
     };
     let _ = running_event;
     let record = inner.sealer.sealed(event).await.ok();
@@ -511,11 +575,11 @@ async fn handle_envelope(
     if let Some(reply_to) = &claimed.reply_to {
         post(inner, reply_to, &ThreadMessage::summary(summary)).await;
     }
-    outbox::mark_posted(inner.store.pool(), &job.request_id).await?;
+    inner.posted.mark(&job.request_id);
     inner
         .metrics
         .job(outcome.as_str(), started.elapsed().as_secs_f64());
-    Ok(())
+    Ok(Ack::Yes)
 }
 
 /// The audit line's reference: `#<seq> <hash prefix>`.
@@ -681,7 +745,8 @@ async fn refuse_genuine(
     .await?;
     let reply_to = outbox::reply_to_of(inner.store.pool(), &job.request_id).await?;
     finish_refusal(inner, &job.request_id, reply_to, summary, event, started).await?;
-    outbox::mark_posted(inner.store.pool(), &job.request_id).await
+    inner.posted.mark(&job.request_id);
+    Ok(())
 }
 
 /// Refuses a job that is signed but not runnable here (replay, wrong target, not in the

@@ -42,6 +42,8 @@ struct Ran {
     executed: Executed,
     /// The result was abandoned mid-stream: the connection still has rows in flight.
     abandoned: bool,
+    /// The read's transaction is still open and must be rolled back.
+    rollback: bool,
 }
 
 impl PgTarget {
@@ -83,6 +85,7 @@ impl PgTarget {
     ) -> Result<Executed, ExecError> {
         let class = statement_for(sql, Dialect::Postgres, mode)?;
         let mut conn = self.acquire().await?;
+        let leaves_state = super::leaves_session_state(&class);
         let pid = AtomicI32::new(0);
         let timeout = limits.statement_timeout;
         let outcome = tokio::time::timeout(
@@ -92,13 +95,17 @@ impl PgTarget {
         .await;
         match outcome {
             Ok(Ok(ran)) => {
-                if ran.abandoned || super::leaves_session_state(&class) {
+                if ran.abandoned || leaves_state {
                     conn.close_on_drop();
+                } else if ran.rollback {
+                    // The read's result is in hand: end its transaction off the caller's path.
+                    // The connection returns to the pool only after the rollback.
+                    tokio::spawn(roll_back_and_release(conn));
                 }
                 Ok(ran.executed)
             }
             Ok(Err(error)) => {
-                if super::leaves_session_state(&class) {
+                if leaves_state {
                     conn.close_on_drop();
                 }
                 Err(pg_error(error, timeout))
@@ -197,7 +204,10 @@ impl PgTarget {
     }
 }
 
-/// The run itself, on one connection.
+/// The run itself, on one connection. The transaction is opened by hand in one round trip
+/// (`BEGIN [READ ONLY]; SET LOCAL statement_timeout; SELECT pg_backend_pid()` as one
+/// simple-protocol batch of our own text: the user's statement never travels that way), and a
+/// read's `ROLLBACK` is sent after the result is in hand, off the caller's path.
 async fn run_on(
     conn: &mut PoolConnection<Postgres>,
     pid: &AtomicI32,
@@ -210,15 +220,50 @@ async fn run_on(
         Mode::Read => "BEGIN READ ONLY",
         Mode::Write => "BEGIN",
     };
-    let mut tx = conn.begin_with(begin).await?;
-    set_local_timeout(&mut tx, limits.statement_timeout).await?;
-    // A query before the user's statement: after it, SET TRANSACTION READ WRITE is refused.
-    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *tx)
-        .await?;
+    // The pid query is the transaction's first query: after it, SET TRANSACTION READ WRITE is
+    // refused.
+    let opening = format!(
+        "{begin}; SET LOCAL statement_timeout = '{}ms'; SELECT pg_backend_pid()",
+        timeout_millis(limits.statement_timeout)
+    );
+    let connection: &mut sqlx::PgConnection = conn;
+    let rows = connection.fetch_all(opening.as_str()).await?;
+    let backend: i32 = match rows.first() {
+        Some(row) => row.try_get(0)?,
+        None => 0,
+    };
     pid.store(backend, Ordering::Relaxed);
+    let result = statement_in_transaction(conn, sql, mode, limits, mask).await;
+    match result {
+        Ok(ran) => Ok(ran),
+        Err(error) => {
+            // Leave no transaction behind on a connection that goes back to the pool.
+            let connection: &mut sqlx::PgConnection = conn;
+            if connection.execute("ROLLBACK").await.is_err() {
+                conn.close_on_drop();
+            }
+            Err(error)
+        }
+    }
+}
 
-    let statement = (&mut *tx).prepare(sql).await?;
+/// Rolls a finished read's transaction back, then lets the connection go back to the pool (or
+/// closes it when the rollback fails).
+async fn roll_back_and_release(mut conn: PoolConnection<Postgres>) {
+    let connection: &mut sqlx::PgConnection = &mut conn;
+    if connection.execute("ROLLBACK").await.is_err() {
+        conn.close_on_drop();
+    }
+}
+
+async fn statement_in_transaction(
+    conn: &mut PoolConnection<Postgres>,
+    sql: &str,
+    mode: Mode,
+    limits: &Limits,
+    mask: &MaskColumns<'_>,
+) -> Result<Ran, sqlx::Error> {
+    let statement = (&mut **conn).prepare(sql).await?;
     let columns: Vec<String> = statement
         .columns()
         .iter()
@@ -226,7 +271,7 @@ async fn run_on(
         .collect();
     let masked = mask_columns(mask, &columns);
     let consumed = {
-        let stream = (&mut *tx).fetch_many(statement.query());
+        let stream = (&mut **conn).fetch_many(statement.query());
         consume(
             stream,
             columns,
@@ -242,32 +287,35 @@ async fn run_on(
     match mode {
         Mode::Read => {
             let abandoned = consumed.stopped_early;
-            if !abandoned {
-                tx.rollback().await?;
-            }
-            // Abandoned: the rest of the result is still on its way; dropping the transaction
-            // and closing the connection ends the statement without reading it.
+            // Abandoned: the rest of the result is still on its way; the caller closes the
+            // connection, which ends the statement without reading it. Otherwise the caller
+            // rolls back.
             Ok(Ran {
                 executed: Executed::Done {
                     rows_affected: None,
                     table: consumed.table,
                 },
                 abandoned,
+                rollback: !abandoned,
             })
         }
         Mode::Write => match row_guard(consumed, limits) {
             Verdict::Commit(executed) => {
-                tx.commit().await?;
+                let connection: &mut sqlx::PgConnection = conn;
+                connection.execute("COMMIT").await?;
                 Ok(Ran {
                     executed,
                     abandoned: false,
+                    rollback: false,
                 })
             }
             Verdict::RollBack(executed) => {
-                tx.rollback().await?;
+                let connection: &mut sqlx::PgConnection = conn;
+                connection.execute("ROLLBACK").await?;
                 Ok(Ran {
                     executed,
                     abandoned: false,
+                    rollback: false,
                 })
             }
         },
