@@ -68,7 +68,7 @@ async fn verify_names_an_edited_record_and_fails() {
     let pool = db.pool().await;
     sqlx::raw_sql(
         "ALTER TABLE cs_audit DISABLE TRIGGER USER;
-         UPDATE cs_audit SET record = replace(record, 'id = 1', 'id = 9') WHERE seq = 2;",
+         UPDATE cs_audit SET content = replace(content, 'id = 1', 'id = 9') WHERE seq = 2;",
     )
     .execute(&pool)
     .await

@@ -54,19 +54,21 @@ CREATE INDEX cs_jobs_open ON cs_jobs (target, state) WHERE state IN ('queued', '
 CREATE INDEX cs_jobs_unposted ON cs_jobs (finished_at) WHERE posted_at IS NULL AND finished_at IS NOT NULL;
 
 -- Audit entries written inside the transaction of the transition they record, then sealed
--- into the hash chain (cs_audit) in batches by whichever process gets the head's lock.
+-- into the hash chain (cs_audit) by whichever process gets the head's lock. `entry` is the
+-- content text exactly as hashed (countersign_shared::audit::content_text).
 CREATE TABLE cs_audit_queue (
-    id     bigserial PRIMARY KEY,
-    entry  text NOT NULL
+    id          bigserial PRIMARY KEY,
+    request_id  text NOT NULL,
+    entry       text NOT NULL
 );
 
 CREATE TABLE cs_audit (
-    seq        bigint PRIMARY KEY,
-    event_id   bigint NOT NULL UNIQUE,
-    request_id text NOT NULL,
-    record     text NOT NULL,
-    hash       text NOT NULL,
-    prev_hash  text NOT NULL
+    seq         bigint PRIMARY KEY,
+    event_id    bigint NOT NULL UNIQUE,
+    request_id  text NOT NULL,
+    content     text NOT NULL,
+    prev_hash   text NOT NULL,
+    hash        text NOT NULL
 );
 CREATE INDEX cs_audit_request ON cs_audit (request_id);
 
@@ -77,6 +79,69 @@ CREATE TABLE cs_audit_head (
 );
 INSERT INTO cs_audit_head (seq, hash)
 VALUES (0, '0000000000000000000000000000000000000000000000000000000000000000');
+
+-- A record's hash, as countersign_shared::audit::record_hash computes it.
+CREATE FUNCTION cs_audit_hash(prev_hash text, seq bigint, content text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT encode(sha256(convert_to(
+        'countersign-audit-v1' || chr(10) || prev_hash || chr(10) || seq::text || chr(10) || content,
+        'UTF8')), 'hex')
+$$;
+
+-- Seals up to `batch` queued entries, oldest first, into the chain; returns what it sealed.
+-- Takes the head's lock, so sealers take turns; the caller's transaction holds it to commit.
+CREATE FUNCTION cs_audit_seal(batch integer)
+RETURNS TABLE (event_id bigint, seq bigint, hash text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    head_seq  bigint;
+    head_hash text;
+    queued    record;
+    taken     bigint[] := '{}';
+BEGIN
+    SELECT h.seq, h.hash INTO head_seq, head_hash FROM cs_audit_head h FOR UPDATE;
+    FOR queued IN
+        SELECT q.id, q.request_id, q.entry FROM cs_audit_queue q ORDER BY q.id LIMIT batch
+    LOOP
+        head_seq := head_seq + 1;
+        event_id := queued.id;
+        seq := head_seq;
+        hash := cs_audit_hash(head_hash, head_seq, queued.entry);
+        INSERT INTO cs_audit (seq, event_id, request_id, content, prev_hash, hash)
+        VALUES (head_seq, queued.id, queued.request_id, queued.entry, head_hash, hash);
+        head_hash := hash;
+        taken := taken || queued.id;
+        RETURN NEXT;
+    END LOOP;
+    IF array_length(taken, 1) > 0 THEN
+        DELETE FROM cs_audit_queue q WHERE q.id = ANY (taken);
+        UPDATE cs_audit_head SET seq = head_seq, hash = head_hash;
+    END IF;
+END;
+$$;
+
+-- Records a running job's outcome and its audit entry, and seals the chain up to that entry,
+-- in one round trip. Returns nothing when the executor no longer held the job.
+CREATE FUNCTION cs_job_finish(p_request_id text, p_executor text, p_state text,
+                              p_summary jsonb, p_entry text)
+RETURNS TABLE (event_id bigint, seq bigint, hash text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    mine bigint;
+BEGIN
+    UPDATE cs_jobs SET state = p_state, finished_at = now(), lease_until = NULL,
+                       summary = p_summary
+    WHERE request_id = p_request_id AND state = 'running' AND claimed_by = p_executor;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    INSERT INTO cs_audit_queue (request_id, entry) VALUES (p_request_id, p_entry)
+    RETURNING id INTO mine;
+    -- Seal everything queued up to and including this entry (older entries keep their order).
+    RETURN QUERY SELECT s.event_id, s.seq, s.hash FROM cs_audit_seal(1000000) s
+                 WHERE s.event_id = mine;
+END;
+$$;
 
 CREATE FUNCTION cs_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -1,19 +1,24 @@
 //! The audit trail in PostgreSQL: append-only and hash-chained.
 //!
 //! Writing an entry ([`enqueue`]) is an insert into `cs_audit_queue` inside the transaction of
-//! the transition it records, so a transition and its entry commit together or not at all.
-//! Sealing ([`seal_pending`]) moves queued entries into the chain (`cs_audit`) in one
-//! transaction that holds the head row's lock: each record gets the next sequence number and the
-//! previous record's hash. Any process may seal; the lock makes them take turns. `cs_audit`
-//! refuses UPDATE, DELETE and TRUNCATE (a trigger), and [`verify`] recomputes every hash and
-//! link and compares the end of the chain with the recorded head.
+//! the transition it records, so a transition and its entry commit together or not at all. The
+//! queue holds the entry's content text exactly as it is hashed
+//! ([`countersign_shared::audit::content_text`]). Sealing ([`seal_pending`], the SQL function
+//! `cs_audit_seal`) moves queued entries into the chain (`cs_audit`) in one round trip, holding
+//! the head row's lock: each record gets the next sequence number, the previous record's hash,
+//! and its own hash, computed by PostgreSQL with the same formula as
+//! [`countersign_shared::audit::record_hash`]. Any process may seal; the lock makes them take
+//! turns. `cs_audit` refuses UPDATE, DELETE and TRUNCATE (a trigger), and [`verify`] recomputes
+//! every hash and link in Rust and compares the end of the chain with the recorded head.
 //!
-//! [`AuditSealer`] batches sealing for a busy process: callers wait for their entry's record
-//! (for the audit line posted in chat) while one seal pass serves all of them.
+//! [`AuditSealer`] batches sealing for a busy process: callers wait for their entry's place in
+//! the chain (for the audit line posted in chat) while one seal pass serves all of them.
 
 use std::collections::HashMap;
 
-use countersign_shared::audit::{AuditEntry, AuditRecord, ChainReport, ChainVerifier};
+use countersign_shared::audit::{
+    content_text, AuditEntry, AuditRecord, ChainReport, ChainVerifier,
+};
 use futures_util::TryStreamExt;
 use sqlx::{PgExecutor, PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -23,12 +28,32 @@ use crate::store::StoreError;
 /// Most entries sealed in one transaction.
 pub const SEAL_BATCH: i64 = 2000;
 
-/// An entry as the queue stores it.
-pub fn entry_text(entry: &AuditEntry) -> Result<String, StoreError> {
-    serde_json::to_string(entry).map_err(|error| StoreError::Corrupt {
-        what: "audit entry",
-        detail: error.to_string(),
-    })
+/// Where a sealed entry stands in the chain: enough for the audit line in chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRef {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The record's hash.
+    pub hash: String,
+}
+
+impl SealedRef {
+    /// The reference posted in chat: `#<seq> <first 12 hex digits of the hash>`.
+    pub fn reference(&self) -> String {
+        format!("#{} {}", self.seq, &self.hash[..self.hash.len().min(12)])
+    }
+}
+
+fn sealed_ref(row: &sqlx::postgres::PgRow) -> Result<(i64, SealedRef), StoreError> {
+    let event_id: i64 = row.try_get("event_id")?;
+    let seq: i64 = row.try_get("seq")?;
+    Ok((
+        event_id,
+        SealedRef {
+            seq: seq as u64,
+            hash: row.try_get("hash")?,
+        },
+    ))
 }
 
 /// Queues an audit entry inside the caller's transaction. Returns the entry's event id, by
@@ -37,83 +62,24 @@ pub async fn enqueue<'c>(
     executor: impl PgExecutor<'c>,
     entry: &AuditEntry,
 ) -> Result<i64, StoreError> {
-    let text = entry_text(entry)?;
-    let id: i64 = sqlx::query_scalar("INSERT INTO cs_audit_queue (entry) VALUES ($1) RETURNING id")
-        .bind(text)
-        .fetch_one(executor)
-        .await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO cs_audit_queue (request_id, entry) VALUES ($1, $2) RETURNING id",
+    )
+    .bind(&entry.request_id)
+    .bind(content_text(entry))
+    .fetch_one(executor)
+    .await?;
     Ok(id)
 }
 
-/// Seals up to [`SEAL_BATCH`] queued entries into the chain. Returns the records it sealed, by
-/// event id.
-pub async fn seal_pending(pool: &PgPool) -> Result<HashMap<i64, AuditRecord>, StoreError> {
-    let mut tx = pool.begin().await?;
-    // The head's lock first: sealers take turns, and none waits on another's queue rows.
-    let head = sqlx::query("SELECT seq, hash FROM cs_audit_head FOR UPDATE")
-        .fetch_one(&mut *tx)
+/// Seals up to [`SEAL_BATCH`] queued entries into the chain, in one round trip. Returns where
+/// each landed, by event id.
+pub async fn seal_pending(pool: &PgPool) -> Result<HashMap<i64, SealedRef>, StoreError> {
+    let rows = sqlx::query("SELECT event_id, seq, hash FROM cs_audit_seal($1)")
+        .bind(SEAL_BATCH as i32)
+        .fetch_all(pool)
         .await?;
-    let mut seq: i64 = head.try_get("seq")?;
-    let mut prev_hash: String = head.try_get("hash")?;
-    let mut queued: Vec<(i64, String)> = sqlx::query_as(
-        "DELETE FROM cs_audit_queue
-         WHERE id IN (SELECT id FROM cs_audit_queue ORDER BY id LIMIT $1)
-         RETURNING id, entry",
-    )
-    .bind(SEAL_BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
-    if queued.is_empty() {
-        tx.rollback().await?;
-        return Ok(HashMap::new());
-    }
-    queued.sort_unstable_by_key(|(id, _)| *id);
-    let mut seqs = Vec::with_capacity(queued.len());
-    let mut event_ids = Vec::with_capacity(queued.len());
-    let mut request_ids = Vec::with_capacity(queued.len());
-    let mut texts = Vec::with_capacity(queued.len());
-    let mut hashes = Vec::with_capacity(queued.len());
-    let mut prev_hashes = Vec::with_capacity(queued.len());
-    let mut sealed = HashMap::with_capacity(queued.len());
-    for (event_id, text) in queued {
-        let entry: AuditEntry =
-            serde_json::from_str(&text).map_err(|error| StoreError::Corrupt {
-                what: "queued audit entry",
-                detail: format!("event {event_id}: {error}"),
-            })?;
-        seq += 1;
-        let request_id = entry.request_id.clone();
-        let record = AuditRecord::seal(entry, seq as u64, &prev_hash);
-        let record_text = serde_json::to_string(&record).map_err(|error| StoreError::Corrupt {
-            what: "audit record",
-            detail: error.to_string(),
-        })?;
-        prev_hashes.push(std::mem::replace(&mut prev_hash, record.hash.clone()));
-        seqs.push(seq);
-        event_ids.push(event_id);
-        request_ids.push(request_id);
-        hashes.push(record.hash.clone());
-        texts.push(record_text);
-        sealed.insert(event_id, record);
-    }
-    sqlx::query(
-        "WITH sealed AS (
-             INSERT INTO cs_audit (seq, event_id, request_id, record, hash, prev_hash)
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]))
-         UPDATE cs_audit_head SET seq = $7, hash = $8",
-    )
-    .bind(&seqs)
-    .bind(&event_ids)
-    .bind(&request_ids)
-    .bind(&texts)
-    .bind(&hashes)
-    .bind(&prev_hashes)
-    .bind(seq)
-    .bind(&prev_hash)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(sealed)
+    rows.iter().map(sealed_ref).collect()
 }
 
 /// Seals until nothing is queued. Returns how many records were sealed.
@@ -128,22 +94,31 @@ pub async fn seal_all(pool: &PgPool) -> Result<usize, StoreError> {
     }
 }
 
-/// The sealed records of the given events (those not sealed yet are absent).
-pub async fn records_for_events(
+/// Where the given events landed in the chain (those not sealed yet are absent).
+pub async fn sealed_events(
     pool: &PgPool,
     event_ids: &[i64],
-) -> Result<HashMap<i64, AuditRecord>, StoreError> {
-    let rows = sqlx::query("SELECT event_id, record FROM cs_audit WHERE event_id = ANY($1)")
+) -> Result<HashMap<i64, SealedRef>, StoreError> {
+    let rows = sqlx::query("SELECT event_id, seq, hash FROM cs_audit WHERE event_id = ANY($1)")
         .bind(event_ids)
         .fetch_all(pool)
         .await?;
-    let mut found = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let event_id: i64 = row.try_get("event_id")?;
-        let text: String = row.try_get("record")?;
-        found.insert(event_id, parse_record(&text)?);
-    }
-    Ok(found)
+    rows.iter().map(sealed_ref).collect()
+}
+
+fn record_from(row: &sqlx::postgres::PgRow) -> Result<AuditRecord, StoreError> {
+    let seq: i64 = row.try_get("seq")?;
+    let content: String = row.try_get("content")?;
+    AuditRecord::from_stored(
+        seq as u64,
+        &content,
+        row.try_get("prev_hash")?,
+        row.try_get("hash")?,
+    )
+    .map_err(|error| StoreError::Corrupt {
+        what: "audit record",
+        detail: format!("#{seq}: {error}"),
+    })
 }
 
 /// The sealed records of one request, in chain order.
@@ -151,30 +126,30 @@ pub async fn records_for_request(
     pool: &PgPool,
     request_id: &str,
 ) -> Result<Vec<AuditRecord>, StoreError> {
-    let rows: Vec<String> =
-        sqlx::query_scalar("SELECT record FROM cs_audit WHERE request_id = $1 ORDER BY seq")
-            .bind(request_id)
-            .fetch_all(pool)
-            .await?;
-    rows.iter().map(|text| parse_record(text)).collect()
+    let rows = sqlx::query(
+        "SELECT seq, content, prev_hash, hash FROM cs_audit WHERE request_id = $1 ORDER BY seq",
+    )
+    .bind(request_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(record_from).collect()
 }
 
-fn parse_record(text: &str) -> Result<AuditRecord, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt {
-        what: "audit record",
-        detail: error.to_string(),
-    })
-}
-
-/// Streams every sealed record's stored JSON line, in sequence order, to `each`.
+/// Streams every sealed record, in sequence order, as one JSON object per call to `each`
+/// (the [`AuditRecord`] shape: chain fields beside the entry's).
 pub async fn for_each_record_line(
     pool: &PgPool,
     mut each: impl FnMut(&str) -> Result<(), StoreError>,
 ) -> Result<u64, StoreError> {
     let mut rows =
-        sqlx::query_scalar::<_, String>("SELECT record FROM cs_audit ORDER BY seq").fetch(pool);
+        sqlx::query("SELECT seq, content, prev_hash, hash FROM cs_audit ORDER BY seq").fetch(pool);
     let mut count = 0;
-    while let Some(line) = rows.try_next().await? {
+    while let Some(row) = rows.try_next().await? {
+        let record = record_from(&row)?;
+        let line = serde_json::to_string(&record).map_err(|error| StoreError::Corrupt {
+            what: "audit record",
+            detail: error.to_string(),
+        })?;
         each(&line)?;
         count += 1;
     }
@@ -195,10 +170,10 @@ pub async fn head(pool: &PgPool) -> Result<(u64, String), StoreError> {
 pub async fn verify(pool: &PgPool) -> Result<ChainReport, StoreError> {
     let (head_seq, head_hash) = head(pool).await?;
     let mut verifier = ChainVerifier::new();
-    let mut rows = sqlx::query("SELECT seq, record FROM cs_audit ORDER BY seq").fetch(pool);
+    let mut rows =
+        sqlx::query("SELECT seq, content, prev_hash, hash FROM cs_audit ORDER BY seq").fetch(pool);
     while let Some(row) = rows.try_next().await? {
-        let text: String = row.try_get("record")?;
-        match serde_json::from_str::<AuditRecord>(&text) {
+        match record_from(&row) {
             Ok(record) => verifier.push(&record),
             Err(_) => {
                 let seq: i64 = row.try_get("seq")?;
@@ -209,7 +184,7 @@ pub async fn verify(pool: &PgPool) -> Result<ChainReport, StoreError> {
     Ok(verifier.finish_with_head(head_seq, &head_hash))
 }
 
-type SealReply = oneshot::Sender<Result<AuditRecord, String>>;
+type SealReply = oneshot::Sender<Result<SealedRef, String>>;
 
 /// Seals in batches for a whole process. Cheap to clone.
 #[derive(Clone)]
@@ -249,7 +224,7 @@ impl AuditSealer {
                         .filter(|id| !found.contains_key(id))
                         .collect();
                     if !missing.is_empty() {
-                        found.extend(records_for_events(&pool, &missing).await?);
+                        found.extend(sealed_events(&pool, &missing).await?);
                     }
                     Ok::<_, StoreError>(found)
                 }
@@ -274,8 +249,8 @@ impl AuditSealer {
         AuditSealer { requests }
     }
 
-    /// Seals the event's entry (with whatever else is queued) and returns its record.
-    pub async fn sealed(&self, event_id: i64) -> Result<AuditRecord, StoreError> {
+    /// Seals the event's entry (with whatever else is queued) and returns its place.
+    pub async fn sealed(&self, event_id: i64) -> Result<SealedRef, StoreError> {
         let (reply, receive) = oneshot::channel();
         self.requests
             .send((event_id, reply))

@@ -13,13 +13,13 @@
 
 use std::time::Duration;
 
-use countersign_shared::audit::{AuditEntry, AuditEvent};
+use countersign_shared::audit::{content_text, AuditEntry, AuditEvent};
 use countersign_shared::job::{Job, SignedJob};
 use countersign_shared::sql::Category;
 use countersign_shared::summary::{Outcome, ResultSummary};
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::audit_log;
+use crate::audit_log::{self, SealedRef};
 use crate::chat::ReplyTo;
 use crate::now_ms;
 use crate::store::StoreError;
@@ -102,7 +102,7 @@ pub async fn insert_job(
         "WITH job AS (
              INSERT INTO cs_jobs (request_id, target, payload, signature, category, reply_to)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING request_id)
-         INSERT INTO cs_audit_queue (entry) SELECT $7 FROM job RETURNING id",
+         INSERT INTO cs_audit_queue (request_id, entry) SELECT $1, $7 FROM job RETURNING id",
     )
     .bind(&job.request_id)
     .bind(&job.target)
@@ -110,7 +110,7 @@ pub async fn insert_job(
     .bind(&signed.signature)
     .bind(job.category.as_str())
     .bind(reply_to_json(reply_to))
-    .bind(audit_log::entry_text(&entry)?)
+    .bind(content_text(&entry))
     .fetch_one(&mut *tx)
     .await?;
     Ok(event)
@@ -182,14 +182,15 @@ pub async fn claim(
                     claimed_at = now(), lease_until = now() + $4 * interval '1 millisecond'
              WHERE request_id = $1 AND state = 'queued' AND payload = $2
              RETURNING attempts, reply_to),
-         audit AS (INSERT INTO cs_audit_queue (entry) SELECT $5 FROM claimed RETURNING id)
+         audit AS (INSERT INTO cs_audit_queue (request_id, entry)
+                   SELECT $1, $5 FROM claimed RETURNING id)
          SELECT claimed.attempts, claimed.reply_to, audit.id AS event FROM claimed, audit",
     )
     .bind(request_id)
     .bind(payload)
     .bind(executor)
     .bind(lease.as_millis() as f64)
-    .bind(audit_log::entry_text(running)?)
+    .bind(content_text(running))
     .fetch_optional(pool)
     .await?;
     if let Some(row) = claimed {
@@ -251,35 +252,34 @@ pub async fn renew_lease(
     Ok(updated.rows_affected() == 1)
 }
 
-/// Records a running job's outcome and its audit entry in one transaction. Returns the audit
-/// event id, or None when this executor no longer held the job (its lease ran out).
+/// Records a running job's outcome and its audit entry, and seals the chain up to that entry,
+/// in one round trip (the SQL function `cs_job_finish`). Returns where the entry landed, or
+/// None when this executor no longer held the job (its lease ran out).
 pub async fn finish(
     pool: &PgPool,
     request_id: &str,
     executor: &str,
     summary: &ResultSummary,
     entry: &AuditEntry,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<Option<SealedRef>, StoreError> {
     let summary_json = serde_json::to_value(summary).map_err(|error| StoreError::Corrupt {
         what: "result summary",
         detail: error.to_string(),
     })?;
-    // One statement: the outcome and, only if this executor still held the job, its entry.
-    let event: Option<i64> = sqlx::query_scalar(
-        "WITH done AS (
-             UPDATE cs_jobs SET state = $3, finished_at = now(), lease_until = NULL, summary = $4
-             WHERE request_id = $1 AND state = 'running' AND claimed_by = $2
-             RETURNING request_id)
-         INSERT INTO cs_audit_queue (entry) SELECT $5 FROM done RETURNING id",
-    )
-    .bind(request_id)
-    .bind(executor)
-    .bind(summary.outcome.as_str())
-    .bind(summary_json)
-    .bind(audit_log::entry_text(entry)?)
-    .fetch_optional(pool)
-    .await?;
-    Ok(event)
+    let row = sqlx::query("SELECT event_id, seq, hash FROM cs_job_finish($1, $2, $3, $4, $5)")
+        .bind(request_id)
+        .bind(executor)
+        .bind(summary.outcome.as_str())
+        .bind(summary_json)
+        .bind(content_text(entry))
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let seq: i64 = row.try_get("seq")?;
+    Ok(Some(SealedRef {
+        seq: seq as u64,
+        hash: row.try_get("hash")?,
+    }))
 }
 
 /// Marks a genuine, still-queued job refused (it expired, or re-classifies out of scope), with

@@ -6,7 +6,8 @@
 //! - running jobs whose lease ran out (their executor died) are decided: a read is queued once
 //!   more, a write becomes `unknown` and is never run again; the thread is told;
 //! - finished jobs whose summary was not marked posted (the executor died before posting) are
-//!   posted.
+//!   posted;
+//! - audit entries still waiting in the queue are sealed into the chain.
 
 use std::sync::Arc;
 
@@ -88,6 +89,9 @@ pub(crate) async fn pass(inner: &Inner) -> Result<(), StoreError> {
             tracing::warn!(%error, "re-publishing jobs failed; the next pass tries again");
         }
     }
+    // Entries no finished job has sealed yet (a claim whose job still runs, a bot's entries)
+    // join the chain within a pass.
+    countersign_control::audit_log::seal_pending(pool).await?;
     for unposted in outbox::unposted(pool, target, inner.config.repost_after, 100).await? {
         inner.metrics.reconciled("reposted", 1);
         if let Some(reply_to) = &unposted.reply_to {

@@ -21,13 +21,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use countersign_control::audit_log::AuditSealer;
+use countersign_control::audit_log::{AuditSealer, SealedRef};
 use countersign_control::chat::{ChatPoster, ReplyTo, ThreadMessage};
 use countersign_control::outbox::{self, Claim};
 use countersign_control::queue::{Delivery, JobQueue, Stream};
 use countersign_control::store::{ControlStore, StoreError};
 use countersign_control::{now_ms, now_s};
-use countersign_shared::audit::{AuditEntry, AuditEvent, AuditRecord};
+use countersign_shared::audit::{AuditEntry, AuditEvent};
 use countersign_shared::job::{check_scope, Job, JobError, JobVerifier, SignedJob};
 use countersign_shared::masking::{plan_masking, MaskPlan};
 use countersign_shared::policy::{Policy, TargetSettings};
@@ -553,7 +553,7 @@ async fn handle_envelope(
             &job.target,
         )
     };
-    let Some(event) = outbox::finish(
+    let Some(sealed) = outbox::finish(
         inner.store.pool(),
         &job.request_id,
         &inner.config.executor_id,
@@ -567,10 +567,9 @@ async fn handle_envelope(
         return Ok(Ack::No);
     };
     let _ = running_event;
-    let record = inner.sealer.sealed(event).await.ok();
-    tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), "sealed");
+    tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), "finished and sealed");
     let mut summary = summary;
-    summary.audit_ref = record.as_ref().map(audit_ref);
+    summary.audit_ref = Some(sealed.reference());
     let outcome = summary.outcome;
     if let Some(reply_to) = &claimed.reply_to {
         post(inner, reply_to, &ThreadMessage::summary(summary)).await;
@@ -583,12 +582,8 @@ async fn handle_envelope(
 }
 
 /// The audit line's reference: `#<seq> <hash prefix>`.
-pub(crate) fn audit_ref(record: &AuditRecord) -> String {
-    format!(
-        "#{} {}",
-        record.seq,
-        &record.hash[..record.hash.len().min(12)]
-    )
+pub(crate) fn audit_ref(sealed: &SealedRef) -> String {
+    sealed.reference()
 }
 
 fn limits(inner: &Inner, job: &Job) -> Limits {

@@ -127,13 +127,38 @@ impl AuditEntry {
     }
 }
 
-/// The record as hashed: every field but `hash` (the link is hashed separately).
+/// The content as hashed: the entry's fields and the SQL's hash, in this order.
 #[derive(Serialize)]
-struct Hashed<'a> {
-    seq: u64,
+struct Content<'a> {
     #[serde(flatten)]
     entry: &'a AuditEntry,
     sql_sha256: &'a Option<String>,
+}
+
+/// The exact text a record's hash covers besides its place and link: the entry as JSON with the
+/// SQL's SHA-256 added. The store keeps this text and hashes it itself (see
+/// [`record_hash`]), so the two sides agree byte for byte.
+pub fn content_text(entry: &AuditEntry) -> String {
+    let sql_sha256 = entry.sql.as_deref().map(crate::job::sql_sha256);
+    content_with(entry, &sql_sha256)
+}
+
+fn content_with(entry: &AuditEntry, sql_sha256: &Option<String>) -> String {
+    // Serialising plain strings, numbers and lists cannot fail.
+    serde_json::to_string(&Content { entry, sql_sha256 }).unwrap_or_default()
+}
+
+/// A record's hash: lowercase hex SHA-256 of `countersign-audit-v1\n`, the previous hash, `\n`,
+/// the sequence number in decimal, `\n`, and the content text.
+pub fn record_hash(prev_hash: &str, seq: u64, content: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(HASH_PREFIX);
+    hasher.update(prev_hash.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(seq.to_string().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(content.as_bytes());
+    hex::encode(hasher.finalize())
 }
 
 impl AuditRecord {
@@ -151,21 +176,36 @@ impl AuditRecord {
         record
     }
 
+    /// A stored record from its parts: the content text as hashed, and the chain fields.
+    pub fn from_stored(
+        seq: u64,
+        content: &str,
+        prev_hash: String,
+        hash: String,
+    ) -> Result<AuditRecord, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            #[serde(flatten)]
+            entry: AuditEntry,
+            sql_sha256: Option<String>,
+        }
+        let stored: Stored = serde_json::from_str(content)?;
+        Ok(AuditRecord {
+            seq,
+            entry: stored.entry,
+            sql_sha256: stored.sql_sha256,
+            prev_hash,
+            hash,
+        })
+    }
+
     /// The hash this record's content and link call for.
     pub fn computed_hash(&self) -> String {
-        // Serialising plain strings, numbers and lists cannot fail.
-        let content = serde_json::to_vec(&Hashed {
-            seq: self.seq,
-            entry: &self.entry,
-            sql_sha256: &self.sql_sha256,
-        })
-        .unwrap_or_default();
-        let mut hasher = Sha256::new();
-        hasher.update(HASH_PREFIX);
-        hasher.update(self.prev_hash.as_bytes());
-        hasher.update(b"\n");
-        hasher.update(&content);
-        hex::encode(hasher.finalize())
+        record_hash(
+            &self.prev_hash,
+            self.seq,
+            &content_with(&self.entry, &self.sql_sha256),
+        )
     }
 
     /// The short reference posted in chat: `audit #42 9f3c2a1b`.
