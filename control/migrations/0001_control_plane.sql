@@ -120,8 +120,11 @@ BEGIN
 END;
 $$;
 
--- Records a running job's outcome and its audit entry, and seals the chain up to that entry,
--- in one round trip. Returns nothing when the executor no longer held the job.
+-- Records a running job's outcome and its audit entry in one round trip, and seals the chain
+-- up to that entry when no other transaction is sealing right now (then seq and hash are
+-- returned). When another is, the entry stays queued for a batched seal (seq and hash are
+-- NULL), so busy executors do not queue up one by one behind the head's lock. Returns no row
+-- when the executor no longer held the job.
 CREATE FUNCTION cs_job_finish(p_request_id text, p_executor text, p_state text,
                               p_summary jsonb, p_entry text)
 RETURNS TABLE (event_id bigint, seq bigint, hash text)
@@ -137,6 +140,14 @@ BEGIN
     END IF;
     INSERT INTO cs_audit_queue (request_id, entry) VALUES (p_request_id, p_entry)
     RETURNING id INTO mine;
+    PERFORM 1 FROM cs_audit_head FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        event_id := mine;
+        seq := NULL;
+        hash := NULL;
+        RETURN NEXT;
+        RETURN;
+    END IF;
     -- Seal everything queued up to and including this entry (older entries keep their order).
     RETURN QUERY SELECT s.event_id, s.seq, s.hash FROM cs_audit_seal(1000000) s
                  WHERE s.event_id = mine;

@@ -252,16 +252,26 @@ pub async fn renew_lease(
     Ok(updated.rows_affected() == 1)
 }
 
-/// Records a running job's outcome and its audit entry, and seals the chain up to that entry,
-/// in one round trip (the SQL function `cs_job_finish`). Returns where the entry landed, or
-/// None when this executor no longer held the job (its lease ran out).
+/// A finished job's audit entry: sealed already, or queued under this event id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// Sealed in the same round trip.
+    Sealed(SealedRef),
+    /// Another transaction was sealing: the entry waits in the queue (seal it with the
+    /// [`crate::audit_log::AuditSealer`]).
+    Queued(i64),
+}
+
+/// Records a running job's outcome and its audit entry in one round trip (the SQL function
+/// `cs_job_finish`), sealing the chain up to that entry unless another transaction is sealing.
+/// Returns None when this executor no longer held the job (its lease ran out).
 pub async fn finish(
     pool: &PgPool,
     request_id: &str,
     executor: &str,
     summary: &ResultSummary,
     entry: &AuditEntry,
-) -> Result<Option<SealedRef>, StoreError> {
+) -> Result<Option<Finished>, StoreError> {
     let summary_json = serde_json::to_value(summary).map_err(|error| StoreError::Corrupt {
         what: "result summary",
         detail: error.to_string(),
@@ -275,10 +285,14 @@ pub async fn finish(
         .fetch_optional(pool)
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let seq: i64 = row.try_get("seq")?;
-    Ok(Some(SealedRef {
-        seq: seq as u64,
-        hash: row.try_get("hash")?,
+    let seq: Option<i64> = row.try_get("seq")?;
+    let hash: Option<String> = row.try_get("hash")?;
+    Ok(Some(match (seq, hash) {
+        (Some(seq), Some(hash)) => Finished::Sealed(SealedRef {
+            seq: seq as u64,
+            hash,
+        }),
+        _ => Finished::Queued(row.try_get("event_id")?),
     }))
 }
 

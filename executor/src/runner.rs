@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use countersign_control::audit_log::{AuditSealer, SealedRef};
 use countersign_control::chat::{ChatPoster, ReplyTo, ThreadMessage};
-use countersign_control::outbox::{self, Claim};
+use countersign_control::outbox::{self, Claim, Finished};
 use countersign_control::queue::{Delivery, JobQueue, Stream};
 use countersign_control::store::{ControlStore, StoreError};
 use countersign_control::{now_ms, now_s};
@@ -567,9 +567,13 @@ async fn handle_envelope(
         return Ok(Ack::No);
     };
     let _ = running_event;
+    let sealed = match sealed {
+        Finished::Sealed(sealed) => Some(sealed),
+        Finished::Queued(event) => inner.sealer.sealed(event).await.ok(),
+    };
     tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), "finished and sealed");
     let mut summary = summary;
-    summary.audit_ref = Some(sealed.reference());
+    summary.audit_ref = sealed.as_ref().map(audit_ref);
     let outcome = summary.outcome;
     if let Some(reply_to) = &claimed.reply_to {
         post(inner, reply_to, &ThreadMessage::summary(summary)).await;
@@ -721,27 +725,7 @@ async fn refuse_genuine(
     refusal: Refusal,
     started: Instant,
 ) -> Result<(), StoreError> {
-    inner.metrics.refusal(refusal.code);
-    let summary = refused_summary(&job.request_id, &job.target, &refusal.reason);
-    let entry = refusal_entry(
-        inner,
-        &job.request_id,
-        &job.target,
-        Some(&job.sql),
-        &refusal.reason,
-    );
-    let (event, _) = outbox::refuse_queued(
-        inner.store.pool(),
-        &job.request_id,
-        &signed.payload,
-        &summary,
-        &entry,
-    )
-    .await?;
-    let reply_to = outbox::reply_to_of(inner.store.pool(), &job.request_id).await?;
-    finish_refusal(inner, &job.request_id, reply_to, summary, event, started).await?;
-    inner.posted.mark(&job.request_id);
-    Ok(())
+    refuse_signed(inner, job, Some(signed), None, refusal, started).await
 }
 
 /// Refuses a job that is signed but not runnable here (replay, wrong target, not in the
@@ -749,6 +733,19 @@ async fn refuse_genuine(
 async fn refuse_and_report(
     inner: &Inner,
     job: &Job,
+    reply_to: Option<ReplyTo>,
+    refusal: Refusal,
+    started: Instant,
+) -> Result<(), StoreError> {
+    refuse_signed(inner, job, None, reply_to, refusal, started).await
+}
+
+/// Audits and reports a refused signed job; with `outbox_payload`, also marks the outbox's job
+/// refused if that payload is the stored one (so the reconciler stops offering it).
+async fn refuse_signed(
+    inner: &Inner,
+    job: &Job,
+    outbox_payload: Option<&SignedJob>,
     reply_to: Option<ReplyTo>,
     refusal: Refusal,
     started: Instant,
@@ -762,12 +759,24 @@ async fn refuse_and_report(
         Some(&job.sql),
         &refusal.reason,
     );
-    let event = countersign_control::audit_log::enqueue(inner.store.pool(), &entry).await?;
+    let pool = inner.store.pool();
+    let event = match outbox_payload {
+        Some(signed) => {
+            outbox::refuse_queued(pool, &job.request_id, &signed.payload, &summary, &entry)
+                .await?
+                .0
+        }
+        None => countersign_control::audit_log::enqueue(pool, &entry).await?,
+    };
     let reply_to = match reply_to {
         Some(reply_to) => Some(reply_to),
-        None => outbox::reply_to_of(inner.store.pool(), &job.request_id).await?,
+        None => outbox::reply_to_of(pool, &job.request_id).await?,
     };
-    finish_refusal(inner, &job.request_id, reply_to, summary, event, started).await
+    finish_refusal(inner, &job.request_id, reply_to, summary, event, started).await?;
+    if outbox_payload.is_some() {
+        inner.posted.mark(&job.request_id);
+    }
+    Ok(())
 }
 
 /// Refuses an envelope whose content cannot be trusted (bad signature, malformed). The request

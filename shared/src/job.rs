@@ -239,70 +239,54 @@ impl JobVerifier {
     /// hash and the expiry against `now` (Unix seconds). Nothing in the payload is trusted
     /// before the signature is.
     pub fn verify(&self, signed: &SignedJob, now: u64) -> Result<Job, JobError> {
-        let signature_bytes: [u8; 64] = BASE64
-            .decode(signed.signature.trim())
-            .ok()
-            .and_then(|bytes| bytes.try_into().ok())
-            .ok_or(JobError::BadSignature)?;
-        let signature = Signature::from_bytes(&signature_bytes);
-        self.key
-            .verify_strict(signed.payload.as_bytes(), &signature)
-            .map_err(|_| JobError::BadSignature)?;
+        self.check_signature(signed.payload.as_bytes(), &signed.signature)?;
         let job: Job = serde_json::from_str(&signed.payload)
             .map_err(|e| JobError::Malformed(e.to_string()))?;
         if sql_sha256(&job.sql) != job.sql_sha256 {
             return Err(JobError::SqlHashMismatch);
         }
-        if job.issued_at > now.saturating_add(CLOCK_SKEW_SECONDS) {
-            return Err(JobError::IssuedInFuture {
-                issued_at: job.issued_at,
-                now,
-            });
-        }
-        if now >= job.expires_at {
-            return Err(JobError::Expired {
-                expires_at: job.expires_at,
-                now,
-            });
-        }
+        check_window(job.issued_at, job.expires_at, now)?;
         Ok(job)
     }
-}
 
-impl JobVerifier {
     /// Checks a preflight request's signature (with its context prefix), then its expiry.
     pub fn verify_preflight(
         &self,
         signed: &SignedJob,
         now: u64,
     ) -> Result<PreflightRequest, JobError> {
+        let mut message = PREFLIGHT_CONTEXT.to_vec();
+        message.extend_from_slice(signed.payload.as_bytes());
+        self.check_signature(&message, &signed.signature)?;
+        let request: PreflightRequest = serde_json::from_str(&signed.payload)
+            .map_err(|e| JobError::Malformed(e.to_string()))?;
+        check_window(request.issued_at, request.expires_at, now)?;
+        Ok(request)
+    }
+
+    /// Checks a base64 Ed25519 signature over `message` (strict verification).
+    fn check_signature(&self, message: &[u8], signature: &str) -> Result<(), JobError> {
         let signature_bytes: [u8; 64] = BASE64
-            .decode(signed.signature.trim())
+            .decode(signature.trim())
             .ok()
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or(JobError::BadSignature)?;
-        let signature = Signature::from_bytes(&signature_bytes);
-        let mut message = PREFLIGHT_CONTEXT.to_vec();
-        message.extend_from_slice(signed.payload.as_bytes());
         self.key
-            .verify_strict(&message, &signature)
-            .map_err(|_| JobError::BadSignature)?;
-        let request: PreflightRequest = serde_json::from_str(&signed.payload)
-            .map_err(|e| JobError::Malformed(e.to_string()))?;
-        if request.issued_at > now.saturating_add(CLOCK_SKEW_SECONDS) {
-            return Err(JobError::IssuedInFuture {
-                issued_at: request.issued_at,
-                now,
-            });
-        }
-        if now >= request.expires_at {
-            return Err(JobError::Expired {
-                expires_at: request.expires_at,
-                now,
-            });
-        }
-        Ok(request)
+            .verify_strict(message, &Signature::from_bytes(&signature_bytes))
+            .map_err(|_| JobError::BadSignature)
     }
+}
+
+/// Checks that `now` lies in a signed envelope's validity window (with the clock skew allowed
+/// for its issue time).
+fn check_window(issued_at: u64, expires_at: u64, now: u64) -> Result<(), JobError> {
+    if issued_at > now.saturating_add(CLOCK_SKEW_SECONDS) {
+        return Err(JobError::IssuedInFuture { issued_at, now });
+    }
+    if now >= expires_at {
+        return Err(JobError::Expired { expires_at, now });
+    }
+    Ok(())
 }
 
 /// Checks the executor's own classification of a verified job's SQL against what was approved:
