@@ -120,6 +120,18 @@ BEGIN
 END;
 $$;
 
+-- Records that a job went out as Redis stream entry p_entry. Committed asynchronously: losing
+-- this mark in a database crash only makes the reconciler publish the job again, and a job
+-- delivered twice still runs once.
+CREATE FUNCTION cs_mark_published(p_request_id text, p_entry text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    UPDATE cs_jobs SET published_at = now(), stream_entry = p_entry
+    WHERE request_id = p_request_id;
+END;
+$$;
+
 -- Records a running job's outcome and its audit entry in one round trip, and seals the chain
 -- up to that entry when no other transaction is sealing right now (then seq and hash are
 -- returned). When another is, the entry stays queued for a batched seal (seq and hash are

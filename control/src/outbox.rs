@@ -122,7 +122,9 @@ pub async fn mark_published<'c>(
     request_id: &str,
     entry: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE cs_jobs SET published_at = now(), stream_entry = $2 WHERE request_id = $1")
+    // Committed asynchronously (see the SQL function): a lost mark costs a second delivery,
+    // which the claim turns away.
+    sqlx::query("SELECT cs_mark_published($1, $2)")
         .bind(request_id)
         .bind(entry)
         .execute(executor)

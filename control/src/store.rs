@@ -36,6 +36,9 @@ impl ControlStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // No ping before every query: a broken connection fails its query, and every caller
+            // of the store retries (a delivery stays pending, a reconciler pass comes again).
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         let store = ControlStore { pool };

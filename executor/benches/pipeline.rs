@@ -71,6 +71,13 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    if std::env::var_os("BENCH_TRACE").is_some() {
+        // Per-stage timings of each job (delivery, claimed, ran, finished and sealed).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("countersign_executor=debug")
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,8 +91,10 @@ async fn bench() {
     let concurrency = env_usize("BENCH_CONCURRENCY", 32);
     let h = Arc::new(Harness::new().await);
     let target = PgDatabase::create().await;
+    // The fastest plain sqlx: no ping before each query.
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
+        .test_before_acquire(false)
         .connect(&target.url)
         .await
         .expect("target pool");
