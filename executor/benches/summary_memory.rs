@@ -50,7 +50,7 @@ fn main() {
             &target.url,
             &chat_log,
             free_port(),
-            &["--count-cap", &cap, "--lease-seconds", "30"],
+            &["--count-cap", &cap],
         );
         let pid = child.id();
         // Let it connect and settle before the baseline.
