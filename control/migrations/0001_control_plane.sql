@@ -39,10 +39,6 @@ CREATE TABLE cs_jobs (
     attempts      integer NOT NULL DEFAULT 0,
     reply_to      jsonb,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    published_at  timestamptz,
-    -- The Redis stream entry that carries it, so the reconciler can tell a lost message from a
-    -- slow one.
-    stream_entry  text,
     claimed_by    text,
     claimed_at    timestamptz,
     lease_until   timestamptz,
@@ -51,6 +47,14 @@ CREATE TABLE cs_jobs (
     posted_at     timestamptz
 );
 CREATE INDEX cs_jobs_open ON cs_jobs (target, state) WHERE state IN ('queued', 'running');
+
+-- Where each job went out on Redis, so the reconciler can tell a lost message from a slow one.
+-- A table of its own: recording a publication never waits on (or holds up) a job's claim.
+CREATE TABLE cs_job_publications (
+    request_id    text PRIMARY KEY REFERENCES cs_jobs (request_id),
+    stream_entry  text NOT NULL,
+    published_at  timestamptz NOT NULL DEFAULT now()
+);
 CREATE INDEX cs_jobs_unposted ON cs_jobs (finished_at) WHERE posted_at IS NULL AND finished_at IS NOT NULL;
 
 -- Audit entries written inside the transaction of the transition they record, then sealed
@@ -127,8 +131,9 @@ CREATE FUNCTION cs_mark_published(p_request_id text, p_entry text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    UPDATE cs_jobs SET published_at = now(), stream_entry = p_entry
-    WHERE request_id = p_request_id;
+    INSERT INTO cs_job_publications (request_id, stream_entry) VALUES (p_request_id, p_entry)
+    ON CONFLICT (request_id) DO UPDATE SET stream_entry = EXCLUDED.stream_entry,
+                                           published_at = now();
 END;
 $$;
 

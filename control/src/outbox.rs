@@ -76,10 +76,11 @@ fn reply_to_from(row: &sqlx::postgres::PgRow) -> Result<Option<ReplyTo>, StoreEr
         .transpose()
 }
 
-/// Writes a signed job to the outbox with its `queued` audit entry, inside the caller's
-/// transaction (the one that records the approval). Returns the audit event id.
-pub async fn insert_job(
-    tx: &mut PgConnection,
+/// Writes a signed job to the outbox with its `queued` audit entry, in one statement: inside the
+/// caller's transaction (the one that records the approval), or on its own. Returns the audit
+/// event id.
+pub async fn insert_job<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
     signed: &SignedJob,
     job: &Job,
     reply_to: Option<&ReplyTo>,
@@ -111,7 +112,7 @@ pub async fn insert_job(
     .bind(job.category.as_str())
     .bind(reply_to_json(reply_to))
     .bind(content_text(&entry))
-    .fetch_one(&mut *tx)
+    .fetch_one(executor)
     .await?;
     Ok(event)
 }
@@ -347,20 +348,30 @@ pub struct ToPublish {
     pub stream_entry: Option<String>,
 }
 
-/// Locks (in the caller's transaction) the queued jobs of a target that have waited unclaimed
-/// longer than `older_than` since they were created or last published, so that one reconciler
-/// at a time decides whether each needs publishing again.
+/// The queued jobs of a target that have waited unclaimed longer than `older_than` since they
+/// were created or last published. Returns nothing when another reconciler holds the target's
+/// re-publishing lock (taken here, in the caller's transaction): one reconciler at a time
+/// decides whether each needs publishing again, without locking the jobs, so claims never wait.
 pub async fn lock_unclaimed(
     tx: &mut PgConnection,
     target: &str,
     older_than: Duration,
     limit: i64,
 ) -> Result<Vec<ToPublish>, StoreError> {
+    let ours: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('cs-republish:' || $1))")
+            .bind(target)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !ours {
+        return Ok(Vec::new());
+    }
     let rows = sqlx::query(
-        "SELECT request_id, payload, signature, stream_entry FROM cs_jobs
-         WHERE target = $1 AND state = 'queued'
-           AND coalesce(published_at, created_at) < now() - $2 * interval '1 millisecond'
-         ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+        "SELECT j.request_id, j.payload, j.signature, p.stream_entry
+         FROM cs_jobs j LEFT JOIN cs_job_publications p USING (request_id)
+         WHERE j.target = $1 AND j.state = 'queued'
+           AND coalesce(p.published_at, j.created_at) < now() - $2 * interval '1 millisecond'
+         ORDER BY j.created_at LIMIT $3",
     )
     .bind(target)
     .bind(older_than.as_millis() as f64)
@@ -386,7 +397,7 @@ pub async fn touch_published(
     tx: &mut PgConnection,
     request_ids: &[String],
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE cs_jobs SET published_at = now() WHERE request_id = ANY($1)")
+    sqlx::query("UPDATE cs_job_publications SET published_at = now() WHERE request_id = ANY($1)")
         .bind(request_ids)
         .execute(&mut *tx)
         .await?;

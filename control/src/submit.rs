@@ -42,9 +42,7 @@ pub async fn submit_job(
     reply_to: Option<&ReplyTo>,
     actor: &str,
 ) -> Result<Published, StoreError> {
-    let mut tx = store.pool().begin().await?;
-    outbox::insert_job(&mut tx, signed, job, reply_to, actor).await?;
-    tx.commit().await?;
+    outbox::insert_job(store.pool(), signed, job, reply_to, actor).await?;
     let entry = match queue.publish(Stream::Jobs, &job.target, signed).await {
         Ok(entry) => entry,
         Err(error) => {

@@ -203,7 +203,7 @@ async fn a_job_is_claimed_once_and_only_with_its_exact_payload() {
         thread: "t1".into(),
     };
     let mut tx = pool.begin().await.expect("begin");
-    outbox::insert_job(&mut tx, &signed, &job, Some(&reply_to), "bot")
+    outbox::insert_job(&mut *tx, &signed, &job, Some(&reply_to), "bot")
         .await
         .expect("insert");
     tx.commit().await.expect("commit");
@@ -247,7 +247,7 @@ async fn expired_leases_requeue_a_read_once_and_make_a_write_unknown() {
     for (id, category) in [("read-1", Category::Read), ("write-1", Category::Write)] {
         let (job, signed) = signed_job(id, category);
         let mut tx = pool.begin().await.expect("begin");
-        outbox::insert_job(&mut tx, &signed, &job, None, "bot")
+        outbox::insert_job(&mut *tx, &signed, &job, None, "bot")
             .await
             .expect("insert");
         tx.commit().await.expect("commit");

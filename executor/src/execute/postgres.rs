@@ -60,6 +60,10 @@ impl PgTarget {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // No ping before each run: the transaction's opening round trip finds a dead
+            // connection instead, before anything of the user's was sent, and the run retries it
+            // once on a fresh connection.
+            .test_before_acquire(false)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(
@@ -84,13 +88,13 @@ impl PgTarget {
         mask: &MaskColumns<'_>,
     ) -> Result<Executed, ExecError> {
         let class = statement_for(sql, Dialect::Postgres, mode)?;
-        let mut conn = self.acquire().await?;
         let leaves_state = super::leaves_session_state(&class);
-        let pid = AtomicI32::new(0);
         let timeout = limits.statement_timeout;
+        let (mut conn, backend) = self.open(mode, timeout).await?;
+        let pid = AtomicI32::new(backend);
         let outcome = tokio::time::timeout(
             backstop(timeout),
-            run_on(&mut conn, &pid, sql, mode, limits, mask),
+            run_on(&mut conn, sql, mode, limits, mask),
         )
         .await;
         match outcome {
@@ -174,6 +178,37 @@ impl PgTarget {
         }
     }
 
+    /// A connection with the run's transaction open (see [`open_transaction`]), and its backend
+    /// pid. A connection that turns out dead is replaced once: nothing was sent on it yet.
+    async fn open(
+        &self,
+        mode: Mode,
+        timeout: Duration,
+    ) -> Result<(PoolConnection<Postgres>, i32), ExecError> {
+        let mut conn = self.acquire().await?;
+        let opened =
+            tokio::time::timeout(ACQUIRE_TIMEOUT, open_transaction(&mut conn, mode, timeout)).await;
+        match opened {
+            Ok(Ok(pid)) => Ok((conn, pid)),
+            Ok(Err(sqlx::Error::Io(_))) => {
+                conn.close_on_drop();
+                drop(conn);
+                let mut conn = self.acquire().await?;
+                let pid = open_transaction(&mut conn, mode, timeout)
+                    .await
+                    .map_err(|error| pg_error(error, timeout))?;
+                Ok((conn, pid))
+            }
+            Ok(Err(error)) => Err(pg_error(error, timeout)),
+            Err(_elapsed) => {
+                conn.close_on_drop();
+                Err(ExecError::Unavailable(
+                    "PostgreSQL did not answer in time".to_string(),
+                ))
+            }
+        }
+    }
+
     async fn acquire(&self) -> Result<PoolConnection<Postgres>, ExecError> {
         self.pool
             .acquire()
@@ -204,35 +239,40 @@ impl PgTarget {
     }
 }
 
-/// The run itself, on one connection. The transaction is opened by hand in one round trip
-/// (`BEGIN [READ ONLY]; SET LOCAL statement_timeout; SELECT pg_backend_pid()` as one
-/// simple-protocol batch of our own text: the user's statement never travels that way), and a
-/// read's `ROLLBACK` is sent after the result is in hand, off the caller's path.
+/// Opens the run's transaction in one round trip: `BEGIN [READ ONLY]; SET LOCAL
+/// statement_timeout; SELECT pg_backend_pid()`, one simple-protocol batch of our own text (the
+/// user's statement never travels that way). The pid query is the transaction's first query:
+/// after it, `SET TRANSACTION READ WRITE` is refused.
+async fn open_transaction(
+    conn: &mut PoolConnection<Postgres>,
+    mode: Mode,
+    timeout: Duration,
+) -> Result<i32, sqlx::Error> {
+    let begin = match mode {
+        Mode::Read => "BEGIN READ ONLY",
+        Mode::Write => "BEGIN",
+    };
+    let opening = format!(
+        "{begin}; SET LOCAL statement_timeout = '{}ms'; SELECT pg_backend_pid()",
+        timeout_millis(timeout)
+    );
+    let connection: &mut sqlx::PgConnection = conn;
+    let rows = connection.fetch_all(opening.as_str()).await?;
+    match rows.first() {
+        Some(row) => row.try_get(0),
+        None => Ok(0),
+    }
+}
+
+/// The run itself, in the open transaction; a read's `ROLLBACK` is left to the caller, which
+/// sends it after the result is in hand, off the caller's path.
 async fn run_on(
     conn: &mut PoolConnection<Postgres>,
-    pid: &AtomicI32,
     sql: &str,
     mode: Mode,
     limits: &Limits,
     mask: &MaskColumns<'_>,
 ) -> Result<Ran, sqlx::Error> {
-    let begin = match mode {
-        Mode::Read => "BEGIN READ ONLY",
-        Mode::Write => "BEGIN",
-    };
-    // The pid query is the transaction's first query: after it, SET TRANSACTION READ WRITE is
-    // refused.
-    let opening = format!(
-        "{begin}; SET LOCAL statement_timeout = '{}ms'; SELECT pg_backend_pid()",
-        timeout_millis(limits.statement_timeout)
-    );
-    let connection: &mut sqlx::PgConnection = conn;
-    let rows = connection.fetch_all(opening.as_str()).await?;
-    let backend: i32 = match rows.first() {
-        Some(row) => row.try_get(0)?,
-        None => 0,
-    };
-    pid.store(backend, Ordering::Relaxed);
     let result = statement_in_transaction(conn, sql, mode, limits, mask).await;
     match result {
         Ok(ran) => Ok(ran),

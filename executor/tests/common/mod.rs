@@ -200,7 +200,7 @@ impl Harness {
         let signed = self.signer.sign(job);
         let mut tx = self.store.pool().begin().await.expect("begin");
         outbox::insert_job(
-            &mut tx,
+            &mut *tx,
             &signed,
             job,
             Some(&Harness::reply_to(&job.request_id)),
