@@ -51,7 +51,7 @@ CREATE INDEX cs_jobs_open ON cs_jobs (target, state) WHERE state IN ('queued', '
 -- Where each job went out on Redis, so the reconciler can tell a lost message from a slow one.
 -- A table of its own: recording a publication never waits on (or holds up) a job's claim.
 CREATE TABLE cs_job_publications (
-    request_id    text PRIMARY KEY REFERENCES cs_jobs (request_id),
+    request_id    text PRIMARY KEY,
     stream_entry  text NOT NULL,
     published_at  timestamptz NOT NULL DEFAULT now()
 );

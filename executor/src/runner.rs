@@ -476,6 +476,7 @@ async fn handle_envelope(
             &job.target,
         )
     };
+    tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), "checked");
     let claim = outbox::claim(
         inner.store.pool(),
         &job.request_id,
