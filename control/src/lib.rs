@@ -9,6 +9,8 @@
 //!   transaction of the transition they record, then sealed into the chain in batches.
 //! - [`outbox`]: signed jobs in the outbox; claiming a job once (a conditional update), leases,
 //!   outcomes, and what the reconciler re-publishes or declares unknown.
+//! - [`requests`]: the bot's requests and approvals, each transition a conditional update with
+//!   its audit entry.
 //! - [`queue`]: Redis streams per target with a consumer group: publish, read, acknowledge,
 //!   reclaim stuck deliveries; and the preflight request/reply channel.
 //! - [`submit`]: the bot's side: write a job to the outbox and publish it; ask for a preflight.
@@ -21,6 +23,7 @@ pub mod chat;
 pub mod migrate;
 pub mod outbox;
 pub mod queue;
+pub mod requests;
 pub mod store;
 pub mod submit;
 

@@ -1,0 +1,411 @@
+//! Requests and approvals: the bot's durable state, each transition audited.
+//!
+//! States (DESIGN.md section 2): `received → denied | pending → approved | rejected | expired |
+//! cancelled`; an allowed or approved request is `queued` once its job is in the outbox (from
+//! there the job's own states in [`crate::outbox`] take over). Every transition is a
+//! conditional update (`WHERE state = <expected>`) with its audit entry in the same statement or
+//! transaction, so two bot replicas handling the same event change a request once, and a
+//! request restarted bots find again is exactly where it was.
+//!
+//! Approvals are rows keyed by request and approver: the same reaction seen twice counts once;
+//! removing it before execution withdraws it (`withdrawn_at`), adding it again restores it.
+
+use countersign_shared::audit::{content_text, AuditEntry, AuditEvent};
+use countersign_shared::job::{Job, SignedJob};
+use sqlx::{PgPool, Row};
+
+use crate::chat::ReplyTo;
+use crate::now_ms;
+use crate::outbox;
+use crate::store::StoreError;
+
+/// A request's state in the bot's flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    /// Arrived; not decided yet.
+    Received,
+    /// The policy denied it.
+    Denied,
+    /// Waiting for approvals.
+    Pending,
+    /// Approved (or allowed) and its job written to the outbox.
+    Queued,
+    /// A reviewer rejected it.
+    Rejected,
+    /// Its approvals did not arrive in time.
+    Expired,
+    /// The requester cancelled it.
+    Cancelled,
+}
+
+impl RequestState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Received => "received",
+            RequestState::Denied => "denied",
+            RequestState::Pending => "pending",
+            RequestState::Queued => "queued",
+            RequestState::Rejected => "rejected",
+            RequestState::Expired => "expired",
+            RequestState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<RequestState> {
+        Some(match text {
+            "received" => RequestState::Received,
+            "denied" => RequestState::Denied,
+            "pending" => RequestState::Pending,
+            "queued" => RequestState::Queued,
+            "rejected" => RequestState::Rejected,
+            "expired" => RequestState::Expired,
+            "cancelled" => RequestState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// The audit event that records arriving in this state.
+    fn event(self) -> AuditEvent {
+        match self {
+            RequestState::Received => AuditEvent::Received,
+            RequestState::Denied => AuditEvent::Denied,
+            RequestState::Pending => AuditEvent::Pending,
+            RequestState::Queued => AuditEvent::Queued,
+            RequestState::Rejected => AuditEvent::Rejected,
+            RequestState::Expired => AuditEvent::Expired,
+            RequestState::Cancelled => AuditEvent::Cancelled,
+        }
+    }
+}
+
+/// A request as it arrives, decided.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// Its id (unique; a chat event's id makes a retried delivery a no-op).
+    pub id: String,
+    /// Who asked (a principal).
+    pub requester: String,
+    /// The target's name.
+    pub target: String,
+    /// The SQL exactly as it will run.
+    pub sql: String,
+    /// The requester's justification.
+    pub reason: Option<String>,
+    /// The classification's category.
+    pub category: String,
+    /// The policy version that decided.
+    pub policy_version: String,
+    /// The decision in JSON (outcome, reasons, requirements), for the record and the thread.
+    pub decision: serde_json::Value,
+    /// The decision's reasons, for the audit trail.
+    pub reasons: Vec<String>,
+    /// Where the conversation is.
+    pub reply_to: Option<ReplyTo>,
+    /// When a pending request expires (Unix milliseconds).
+    pub expires_at_ms: Option<u64>,
+}
+
+/// What recording a new request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// Recorded now.
+    New,
+    /// A request with this id already existed (a redelivered event, another replica).
+    AlreadyThere,
+}
+
+fn entry(event: AuditEvent, id: &str, actor: &str, target: &str) -> AuditEntry {
+    AuditEntry::new(event, now_ms(), id, actor, target)
+}
+
+fn reply_to_json(reply_to: Option<&ReplyTo>) -> Option<serde_json::Value> {
+    reply_to.and_then(|r| serde_json::to_value(r).ok())
+}
+
+/// Records a request in its first decided state (`denied`, `pending`, or `received` when the
+/// caller queues it at once with [`queue`]), with the `received` and decision audit entries, in
+/// one transaction. A second call with the same id changes nothing.
+pub async fn create(
+    pool: &PgPool,
+    request: &NewRequest,
+    state: RequestState,
+) -> Result<Created, StoreError> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO cs_requests (id, requester, target, sql, sql_sha256, reason, state, category,
+                                  policy_version, decision, expires_at, reply_to)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                 to_timestamp($11::double precision / 1000), $12)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&request.id)
+    .bind(&request.requester)
+    .bind(&request.target)
+    .bind(&request.sql)
+    .bind(countersign_shared::job::sql_sha256(&request.sql))
+    .bind(&request.reason)
+    .bind(state.as_str())
+    .bind(&request.category)
+    .bind(&request.policy_version)
+    .bind(&request.decision)
+    .bind(request.expires_at_ms.map(|ms| ms as f64))
+    .bind(reply_to_json(request.reply_to.as_ref()))
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(Created::AlreadyThere);
+    }
+    let received = AuditEntry {
+        sql: Some(request.sql.clone()),
+        reasons: request.reason.iter().cloned().collect(),
+        ..entry(
+            AuditEvent::Received,
+            &request.id,
+            &request.requester,
+            &request.target,
+        )
+    };
+    crate::audit_log::enqueue(&mut *tx, &received).await?;
+    if state != RequestState::Received {
+        let decided = AuditEntry {
+            sql: Some(request.sql.clone()),
+            decision: Some(state.as_str().to_string()),
+            reasons: request.reasons.clone(),
+            ..entry(state.event(), &request.id, "policy", &request.target)
+        };
+        crate::audit_log::enqueue(&mut *tx, &decided).await?;
+    }
+    tx.commit().await?;
+    Ok(Created::New)
+}
+
+/// Moves a request from `from` to `to` if it is still in `from`, with the audit entry (actor,
+/// reasons). False when it was not in `from` (someone else moved it first).
+pub async fn transition(
+    pool: &PgPool,
+    id: &str,
+    from: RequestState,
+    to: RequestState,
+    actor: &str,
+    reasons: &[String],
+) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let moved = sqlx::query(
+        "UPDATE cs_requests SET state = $3, updated_at = now() WHERE id = $1 AND state = $2
+         RETURNING target",
+    )
+    .bind(id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = moved else {
+        tx.rollback().await?;
+        return Ok(false);
+    };
+    let target: String = row.try_get("target")?;
+    let record = AuditEntry {
+        decision: Some(to.as_str().to_string()),
+        reasons: reasons.to_vec(),
+        approvers: active_approvers_in(&mut tx, id).await?,
+        ..entry(to.event(), id, actor, &target)
+    };
+    crate::audit_log::enqueue(&mut *tx, &record).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Queues a request's signed job: the request moves from `from` (`pending` when approved,
+/// `received` when the policy allowed it) to `queued` and the job enters the outbox, in one
+/// transaction. False when the request had left `from` (cancelled, expired, queued by another
+/// replica): then no job is written. The caller publishes the job afterwards.
+pub async fn queue(
+    pool: &PgPool,
+    from: RequestState,
+    signed: &SignedJob,
+    job: &Job,
+    reply_to: Option<&ReplyTo>,
+    actor: &str,
+) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let moved = sqlx::query(
+        "UPDATE cs_requests SET state = 'queued', updated_at = now()
+         WHERE id = $1 AND state = $2 AND sql_sha256 = $3",
+    )
+    .bind(&job.request_id)
+    .bind(from.as_str())
+    .bind(&job.sql_sha256)
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    outbox::insert_job(&mut *tx, signed, job, reply_to, actor).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// A request's state.
+pub async fn state_of(pool: &PgPool, id: &str) -> Result<Option<RequestState>, StoreError> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM cs_requests WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    state
+        .map(|s| {
+            RequestState::parse(&s).ok_or(StoreError::Corrupt {
+                what: "request state",
+                detail: s,
+            })
+        })
+        .transpose()
+}
+
+/// What an approval reaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalChange {
+    /// A new (or restored) approval, audited.
+    Counted,
+    /// This approver's approval was already there: nothing changed.
+    AlreadyCounted,
+    /// The request is not pending any more: nothing changed.
+    NotPending,
+}
+
+/// Records an approval of a pending request (idempotent), with its audit entry.
+pub async fn approve(
+    pool: &PgPool,
+    id: &str,
+    approver: &str,
+) -> Result<ApprovalChange, StoreError> {
+    let mut tx = pool.begin().await?;
+    let pending =
+        sqlx::query("SELECT target FROM cs_requests WHERE id = $1 AND state = 'pending' FOR SHARE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(row) = pending else {
+        tx.rollback().await?;
+        return Ok(ApprovalChange::NotPending);
+    };
+    let target: String = row.try_get("target")?;
+    let changed = sqlx::query(
+        "INSERT INTO cs_approvals (request_id, approver) VALUES ($1, $2)
+         ON CONFLICT (request_id, approver) DO UPDATE
+             SET withdrawn_at = NULL, approved_at = now()
+             WHERE cs_approvals.withdrawn_at IS NOT NULL",
+    )
+    .bind(id)
+    .bind(approver)
+    .execute(&mut *tx)
+    .await?;
+    if changed.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(ApprovalChange::AlreadyCounted);
+    }
+    let record = AuditEntry {
+        approvers: active_approvers_in(&mut tx, id).await?,
+        ..entry(AuditEvent::Approved, id, approver, &target)
+    };
+    crate::audit_log::enqueue(&mut *tx, &record).await?;
+    tx.commit().await?;
+    Ok(ApprovalChange::Counted)
+}
+
+/// Withdraws an approval (its reaction was removed) while the request is still pending. True
+/// when an approval was withdrawn.
+pub async fn withdraw(pool: &PgPool, id: &str, approver: &str) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let withdrawn = sqlx::query(
+        "UPDATE cs_approvals a SET withdrawn_at = now()
+         FROM cs_requests r
+         WHERE a.request_id = $1 AND a.approver = $2 AND a.withdrawn_at IS NULL
+           AND r.id = a.request_id AND r.state = 'pending'
+         RETURNING r.target",
+    )
+    .bind(id)
+    .bind(approver)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = withdrawn else {
+        tx.rollback().await?;
+        return Ok(false);
+    };
+    let target: String = row.try_get("target")?;
+    let record = AuditEntry {
+        approvers: active_approvers_in(&mut tx, id).await?,
+        ..entry(AuditEvent::ApprovalWithdrawn, id, approver, &target)
+    };
+    crate::audit_log::enqueue(&mut *tx, &record).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The approvers whose approval currently counts, in the order they approved.
+pub async fn active_approvers(pool: &PgPool, id: &str) -> Result<Vec<String>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    active_approvers_in(&mut conn, id).await
+}
+
+async fn active_approvers_in(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT approver FROM cs_approvals WHERE request_id = $1 AND withdrawn_at IS NULL
+         ORDER BY approved_at, approver",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// An expired request, for its thread.
+#[derive(Debug, Clone)]
+pub struct ExpiredRequest {
+    /// The request's id.
+    pub id: String,
+    /// Its thread.
+    pub reply_to: Option<ReplyTo>,
+}
+
+/// Moves every pending request past its expiry to `expired`, each with its audit entry, in one
+/// transaction (so two replicas expire each request once).
+pub async fn expire_due(pool: &PgPool, actor: &str) -> Result<Vec<ExpiredRequest>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "UPDATE cs_requests SET state = 'expired', updated_at = now()
+         WHERE id IN (SELECT id FROM cs_requests
+                      WHERE state = 'pending' AND expires_at < now()
+                      FOR UPDATE SKIP LOCKED)
+         RETURNING id, target, reply_to",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut expired = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let target: String = row.try_get("target")?;
+        let reply_to: Option<serde_json::Value> = row.try_get("reply_to")?;
+        let record = AuditEntry {
+            decision: Some("expired".into()),
+            reasons: vec!["the approvals did not arrive before the request expired".into()],
+            ..entry(AuditEvent::Expired, &id, actor, &target)
+        };
+        sqlx::query("INSERT INTO cs_audit_queue (request_id, entry) VALUES ($1, $2)")
+            .bind(&id)
+            .bind(content_text(&record))
+            .execute(&mut *tx)
+            .await?;
+        expired.push(ExpiredRequest {
+            id,
+            reply_to: reply_to.and_then(|v| serde_json::from_value(v).ok()),
+        });
+    }
+    tx.commit().await?;
+    Ok(expired)
+}
