@@ -532,7 +532,7 @@ async fn handle_envelope(
     };
     tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), "claimed");
     let running_event = claimed.running_event;
-    let summary = run_claimed(inner, &job, &mask).await;
+    let summary = run_claimed(inner, &job, classification.category, &mask).await;
     tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), outcome = summary.outcome.as_str(), "ran");
     let entry = AuditEntry {
         sql: Some(job.sql.clone()),
@@ -595,16 +595,26 @@ fn limits(inner: &Inner, job: &Job) -> Limits {
     let settings = &inner.settings;
     Limits {
         statement_timeout: settings.statement_timeout,
-        // The approved limit is part of the signed job; the target's is the default.
-        row_limit: job.row_limit.unwrap_or(settings.row_limit),
+        // The approved limit is part of the signed job; it can lower the target's, never
+        // raise it.
+        row_limit: job
+            .row_limit
+            .map_or(settings.row_limit, |limit| limit.min(settings.row_limit)),
         keep_rows: settings.max_result_rows.min(MAX_KEPT_ROWS) as usize,
         count_cap: inner.config.count_cap,
     }
 }
 
-/// Runs a claimed job, renewing its lease while it runs.
-async fn run_claimed(inner: &Inner, job: &Job, mask: &MaskPlan) -> ResultSummary {
-    let mode = if job.category == Category::Read {
+/// Runs a claimed job, renewing its lease while it runs. `category` is the executor's own
+/// classification: a statement that classifies as a read runs read-only even when more was
+/// approved (the tightest settings that fit).
+async fn run_claimed(
+    inner: &Inner,
+    job: &Job,
+    category: Category,
+    mask: &MaskPlan,
+) -> ResultSummary {
+    let mode = if category == Category::Read {
         Mode::Read
     } else {
         Mode::Write

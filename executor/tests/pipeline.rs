@@ -421,6 +421,46 @@ async fn the_row_guard_rolls_back_a_delete_over_its_limit() {
     running.stop().await;
 }
 
+/// The tightest settings that fit: a read approved as a write still runs read-only, and a
+/// signed row limit above the target's is cut to the target's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_approved_as_a_write_runs_read_only_and_no_job_raises_the_row_limit() {
+    let h = Harness::new().await;
+    let target = seeded_postgres().await;
+    let running = h
+        .start(h.config("pg", "e1"), postgres_target(&target.url).await)
+        .await;
+    let read = h.job(
+        "pg",
+        "SELECT current_setting('transaction_read_only') AS read_only",
+        Category::Write,
+        Some(10),
+    );
+    h.submit(&read).await;
+    let text = &h.thread(&read.request_id, 1).await[0];
+    assert!(text.contains("read_only\n---------\non"), "{text}");
+    // The target allows 100 rows; a job claiming 1,000 is held to 100.
+    let pool = target.pool().await;
+    pool.execute("INSERT INTO orders SELECT g, 'bulk' || g || '@example.com', 1 FROM generate_series(21, 220) g")
+        .await
+        .expect("more rows");
+    let delete = h.job(
+        "pg",
+        "DELETE FROM orders WHERE id > 20",
+        Category::Write,
+        Some(1000),
+    );
+    h.submit(&delete).await;
+    let text = &h.thread(&delete.request_id, 1).await[0];
+    assert!(
+        text.starts_with("Rolled back on pg: 200 rows affected"),
+        "{text}"
+    );
+    assert!(text.contains("approved limit of 100"), "{text}");
+    assert_eq!(count(&pool, "SELECT count(*) FROM orders").await, 220);
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_executors_on_one_stream_run_every_job_exactly_once() {
     let h = Harness::new().await;
