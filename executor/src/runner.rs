@@ -672,14 +672,16 @@ async fn run_claimed(
         }
         Err(error) => {
             summary.outcome = Outcome::Failed;
-            summary.reason = Some(user_reason(&error));
+            summary.reason = Some(user_reason(&error, !mask.is_empty()));
         }
     }
     summary
 }
 
-/// What chat is told about an execution error: short, without connection details.
-fn user_reason(error: &ExecError) -> String {
+/// What chat is told about an execution error: short, without connection details. Where the
+/// policy masks data, quoted values in the database's message are blanked (`'…'`): MySQL's
+/// "Duplicate entry 'alice@example.com' for key 'email'" would otherwise show a masked value.
+fn user_reason(error: &ExecError, masking: bool) -> String {
     match error {
         ExecError::Unavailable(_) => {
             "The target database could not be reached; nothing was run. Try again later.".into()
@@ -689,9 +691,33 @@ fn user_reason(error: &ExecError) -> String {
             if let Some(first) = text.find('\n') {
                 text.truncate(first);
             }
+            if masking {
+                text = blank_quoted(&text);
+            }
             countersign_shared::summary::truncate_chars(&text, 300)
         }
     }
+}
+
+/// Replaces the content of every single-quoted part of `text` with `…`.
+fn blank_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut inside = false;
+    for c in text.chars() {
+        if c == '\'' {
+            if inside {
+                out.push('…');
+            }
+            inside = !inside;
+            out.push(c);
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    if inside {
+        out.push('…');
+    }
+    out
 }
 
 fn refused_summary(job_request: &str, target: &str, reason: &str) -> ResultSummary {
@@ -855,5 +881,22 @@ async fn finish_refusal(
 pub(crate) async fn post(inner: &Inner, reply_to: &ReplyTo, message: &ThreadMessage) {
     if let Err(error) = inner.poster.post(reply_to, message).await {
         tracing::warn!(%error, thread = %reply_to.thread, "posting to the thread failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_in_database_errors_are_blanked_where_data_is_masked() {
+        let error =
+            ExecError::Database("Duplicate entry 'alice@example.com' for key 'users.email'".into());
+        assert_eq!(
+            user_reason(&error, true),
+            "the database refused the statement: Duplicate entry '…' for key '…'"
+        );
+        assert!(user_reason(&error, false).contains("alice@example.com"));
+        assert_eq!(blank_quoted("unclosed 'secret"), "unclosed '…");
     }
 }
