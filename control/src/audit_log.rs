@@ -38,9 +38,9 @@ pub struct SealedRef {
 }
 
 impl SealedRef {
-    /// The reference posted in chat: `#<seq> <first 12 hex digits of the hash>`.
+    /// The reference posted in chat ([`countersign_shared::audit::reference`]).
     pub fn reference(&self) -> String {
-        format!("#{} {}", self.seq, &self.hash[..self.hash.len().min(12)])
+        countersign_shared::audit::reference(self.seq, &self.hash)
     }
 }
 

@@ -140,8 +140,6 @@ pub struct ClaimedJob {
     pub attempts: i32,
     /// Its thread.
     pub reply_to: Option<ReplyTo>,
-    /// The `running` audit entry's event id.
-    pub running_event: i64,
 }
 
 /// What a claim found.
@@ -187,7 +185,7 @@ pub async fn claim(
              RETURNING attempts, reply_to),
          audit AS (INSERT INTO cs_audit_queue (request_id, entry)
                    SELECT $1, $5 FROM claimed RETURNING id)
-         SELECT claimed.attempts, claimed.reply_to, audit.id AS event FROM claimed, audit",
+         SELECT claimed.attempts, claimed.reply_to FROM claimed, audit",
     )
     .bind(request_id)
     .bind(payload)
@@ -200,7 +198,6 @@ pub async fn claim(
         return Ok(Claim::Claimed(ClaimedJob {
             attempts: row.try_get("attempts")?,
             reply_to: reply_to_from(&row)?,
-            running_event: row.try_get("event")?,
         }));
     }
     let existing = sqlx::query(
@@ -301,20 +298,20 @@ pub async fn finish(
 
 /// Marks a genuine, still-queued job refused (it expired, or re-classifies out of scope), with
 /// its audit entry. Only the exact outbox payload can do this, so a forged delivery cannot
-/// cancel a real job. Returns the audit event id, and whether the job's row changed.
+/// cancel a real job. Returns the audit event id.
 pub async fn refuse_queued(
     pool: &PgPool,
     request_id: &str,
     payload: &str,
     summary: &ResultSummary,
     entry: &AuditEntry,
-) -> Result<(i64, bool), StoreError> {
+) -> Result<i64, StoreError> {
     let mut tx = pool.begin().await?;
     let summary_json = serde_json::to_value(summary).map_err(|error| StoreError::Corrupt {
         what: "result summary",
         detail: error.to_string(),
     })?;
-    let updated = sqlx::query(
+    sqlx::query(
         "UPDATE cs_jobs SET state = 'refused', finished_at = now(), summary = $3
          WHERE request_id = $1 AND state = 'queued' AND payload = $2",
     )
@@ -325,7 +322,7 @@ pub async fn refuse_queued(
     .await?;
     let event = audit_log::enqueue(&mut *tx, entry).await?;
     tx.commit().await?;
-    Ok((event, updated.rows_affected() == 1))
+    Ok(event)
 }
 
 /// Records that finished jobs' summaries reached their threads.

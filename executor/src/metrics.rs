@@ -132,6 +132,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a preflight request by outcome.
+    pub fn preflight(&self, outcome: &str) {
+        self.preflights
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
     /// Counts a reconciler action.
     pub fn reconciled(&self, action: &str, count: usize) {
         self.reconciler

@@ -57,11 +57,7 @@ pub(crate) async fn run(inner: Arc<Inner>, queue: JobQueue, shutdown: Cancellati
 
 async fn answer(inner: &Inner, delivery: Delivery) {
     let Ok(signed) = delivery.envelope else {
-        inner
-            .metrics
-            .preflights
-            .get_or_create(&label("refused"))
-            .inc();
+        inner.metrics.preflight("refused");
         return;
     };
     let request = match inner.verifier.verify_preflight(&signed, now_s()) {
@@ -69,11 +65,7 @@ async fn answer(inner: &Inner, delivery: Delivery) {
         Err(error) => {
             // An unverified request gets no answer: its reply id is not trusted either.
             tracing::warn!(%error, "refused a preflight request");
-            inner
-                .metrics
-                .preflights
-                .get_or_create(&label("refused"))
-                .inc();
+            inner.metrics.preflight("refused");
             return;
         }
     };
@@ -110,18 +102,8 @@ async fn answer(inner: &Inner, delivery: Delivery) {
     } else {
         "failed"
     };
-    inner
-        .metrics
-        .preflights
-        .get_or_create(&label(outcome))
-        .inc();
+    inner.metrics.preflight(outcome);
     if let Err(error) = inner.queue.reply(&request.id, &reply).await {
         tracing::warn!(%error, "answering a preflight failed");
-    }
-}
-
-fn label(outcome: &str) -> crate::metrics::OutcomeLabel {
-    crate::metrics::OutcomeLabel {
-        outcome: outcome.to_string(),
     }
 }

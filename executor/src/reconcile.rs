@@ -18,7 +18,9 @@ use countersign_control::submit::{republish_lost, SubmitError};
 use countersign_shared::summary::{Outcome, ResultSummary};
 use tokio_util::sync::CancellationToken;
 
-use crate::runner::{audit_ref, post, Inner};
+use countersign_control::audit_log::SealedRef;
+
+use crate::runner::{post, Inner};
 
 /// Runs until `shutdown`.
 pub(crate) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
@@ -56,7 +58,7 @@ pub(crate) async fn pass(inner: &Inner) -> Result<(), StoreError> {
         if let Some(reply_to) = &abandoned.reply_to {
             let message = if abandoned.requeued {
                 ThreadMessage::note(match &record {
-                    Some(record) => format!("{text}\nAudit {}", audit_ref(record)),
+                    Some(record) => format!("{text}\nAudit {}", record.reference()),
                     None => text,
                 })
             } else {
@@ -68,7 +70,7 @@ pub(crate) async fn pass(inner: &Inner) -> Result<(), StoreError> {
                     table: None,
                     duration_ms: 0,
                     reason: Some(text),
-                    audit_ref: record.as_ref().map(audit_ref),
+                    audit_ref: record.as_ref().map(SealedRef::reference),
                 })
             };
             post(inner, reply_to, &message).await;

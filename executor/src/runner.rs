@@ -531,7 +531,6 @@ async fn handle_envelope(
         }
     };
     tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), "claimed");
-    let running_event = claimed.running_event;
     let summary = run_claimed(inner, &job, classification.category, &mask).await;
     tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), outcome = summary.outcome.as_str(), "ran");
     let entry = AuditEntry {
@@ -567,14 +566,13 @@ async fn handle_envelope(
         // Not acknowledged: if the job went back to the queue, this delivery brings it back.
         return Ok(Ack::No);
     };
-    let _ = running_event;
     let sealed = match sealed {
         Finished::Sealed(sealed) => Some(sealed),
         Finished::Queued(event) => inner.sealer.sealed(event).await.ok(),
     };
     tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), "finished and sealed");
     let mut summary = summary;
-    summary.audit_ref = sealed.as_ref().map(audit_ref);
+    summary.audit_ref = sealed.as_ref().map(SealedRef::reference);
     let outcome = summary.outcome;
     if let Some(reply_to) = &claimed.reply_to {
         post(inner, reply_to, &ThreadMessage::summary(summary)).await;
@@ -584,11 +582,6 @@ async fn handle_envelope(
         .metrics
         .job(outcome.as_str(), started.elapsed().as_secs_f64());
     Ok(Ack::Yes)
-}
-
-/// The audit line's reference: `#<seq> <hash prefix>`.
-pub(crate) fn audit_ref(sealed: &SealedRef) -> String {
-    sealed.reference()
 }
 
 fn limits(inner: &Inner, job: &Job) -> Limits {
@@ -799,9 +792,7 @@ async fn refuse_signed(
     let pool = inner.store.pool();
     let event = match outbox_payload {
         Some(signed) => {
-            outbox::refuse_queued(pool, &job.request_id, &signed.payload, &summary, &entry)
-                .await?
-                .0
+            outbox::refuse_queued(pool, &job.request_id, &signed.payload, &summary, &entry).await?
         }
         None => countersign_control::audit_log::enqueue(pool, &entry).await?,
     };
@@ -866,7 +857,7 @@ async fn finish_refusal(
     started: Instant,
 ) -> Result<(), StoreError> {
     let record = inner.sealer.sealed(event).await.ok();
-    summary.audit_ref = record.as_ref().map(audit_ref);
+    summary.audit_ref = record.as_ref().map(SealedRef::reference);
     tracing::info!(request = %request_id, reason = ?summary.reason, "refused a job");
     if let Some(reply_to) = reply_to {
         post(inner, &reply_to, &ThreadMessage::summary(summary)).await;

@@ -461,6 +461,15 @@ async fn a_read_approved_as_a_write_runs_read_only_and_no_job_raises_the_row_lim
     running.stop().await;
 }
 
+/// Submits a write that records its own request id in `hits`, so a second run would show.
+async fn submit_hit(h: &Harness) -> countersign_shared::job::Job {
+    let mut job = h.job("pg", "", Category::Write, Some(1));
+    job.sql = format!("INSERT INTO hits VALUES ('{}')", job.request_id);
+    job.sql_sha256 = countersign_shared::job::sql_sha256(&job.sql);
+    h.submit(&job).await;
+    job
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_executors_on_one_stream_run_every_job_exactly_once() {
     let h = Harness::new().await;
@@ -477,11 +486,7 @@ async fn two_executors_on_one_stream_run_every_job_exactly_once() {
         .await;
     let mut jobs = Vec::new();
     for _ in 0..60 {
-        let mut job = h.job("pg", "", Category::Write, Some(1));
-        job.sql = format!("INSERT INTO hits VALUES ('{}')", job.request_id);
-        job.sql_sha256 = countersign_shared::job::sql_sha256(&job.sql);
-        h.submit(&job).await;
-        jobs.push(job);
+        jobs.push(submit_hit(&h).await);
     }
     for job in &jobs {
         assert_eq!(
@@ -515,11 +520,7 @@ async fn flushing_redis_loses_no_approved_job_and_runs_each_once() {
         .expect("table");
     let mut jobs = Vec::new();
     for _ in 0..25 {
-        let mut job = h.job("pg", "", Category::Write, Some(1));
-        job.sql = format!("INSERT INTO hits VALUES ('{}')", job.request_id);
-        job.sql_sha256 = countersign_shared::job::sql_sha256(&job.sql);
-        h.submit(&job).await;
-        jobs.push(job);
+        jobs.push(submit_hit(&h).await);
     }
     // Everything Redis held is gone: the streams, the group, the messages.
     redis.restart();

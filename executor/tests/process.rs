@@ -54,6 +54,18 @@ async fn until_blocked(admin: &sqlx::PgPool) {
     }
 }
 
+/// Opens a transaction holding an exclusive lock on `orders`, so jobs on it block inside their
+/// statements until the connection rolls back.
+async fn lock_orders(url: &str) -> sqlx::PgConnection {
+    let mut locker = sqlx::PgConnection::connect(url).await.expect("connect");
+    locker.execute("BEGIN").await.expect("begin");
+    locker
+        .execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    locker
+}
+
 fn kill(child: &mut std::process::Child) {
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
@@ -67,14 +79,7 @@ async fn a_write_killed_mid_statement_becomes_unknown_and_a_read_runs_once_more(
     let chat_log = h.dir.join("chat.jsonl");
 
     // Hold a lock so both jobs block inside their statements.
-    let mut locker = sqlx::PgConnection::connect(&target.url)
-        .await
-        .expect("connect");
-    locker.execute("BEGIN").await.expect("begin");
-    locker
-        .execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let mut locker = lock_orders(&target.url).await;
 
     let mut first = h.spawn_binary("pg", "first", &target.url, &chat_log, free_port());
     let write = h.job(
@@ -209,14 +214,7 @@ async fn sigterm_finishes_the_job_in_hand_and_the_probes_tell_the_state() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let mut locker = sqlx::PgConnection::connect(&target.url)
-        .await
-        .expect("connect");
-    locker.execute("BEGIN").await.expect("begin");
-    locker
-        .execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let mut locker = lock_orders(&target.url).await;
     let write = h.job(
         "pg",
         "UPDATE orders SET total = 0 WHERE id = 2",

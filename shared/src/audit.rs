@@ -208,14 +208,16 @@ impl AuditRecord {
         )
     }
 
-    /// The short reference posted in chat: `audit #42 9f3c2a1b`.
+    /// The short reference posted in chat (see [`reference`]).
     pub fn reference(&self) -> String {
-        format!(
-            "audit #{} {}",
-            self.seq,
-            &self.hash[..self.hash.len().min(8)]
-        )
+        reference(self.seq, &self.hash)
     }
+}
+
+/// The short reference to a sealed record posted in chat: `#<seq> <first 12 hex digits of its
+/// hash>`, e.g. `#42 9f3c2a1be07d`.
+pub fn reference(seq: u64, hash: &str) -> String {
+    format!("#{seq} {}", &hash[..hash.len().min(12)])
 }
 
 /// One place where the chain does not hold.
@@ -441,10 +443,7 @@ mod tests {
             Some(crate::job::sql_sha256("DELETE FROM orders WHERE id = 1").as_str())
         );
         assert_eq!(record.prev_hash, GENESIS_HASH);
-        assert_eq!(
-            record.reference(),
-            format!("audit #1 {}", &record.hash[..8])
-        );
+        assert_eq!(record.reference(), format!("#1 {}", &record.hash[..12]));
     }
 
     #[test]
