@@ -156,3 +156,192 @@ impl ChatPoster for JsonLinesPoster {
         })
     }
 }
+
+/// Where a request stands, as its root message shows it at a glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardState {
+    /// Waiting for approvals.
+    AwaitingApproval,
+    /// Allowed or approved; the job is in the outbox waiting for an executor.
+    Queued,
+    /// An executor claimed the job and is running it.
+    Running,
+    /// The statement ran (a write was committed).
+    Succeeded,
+    /// The statement failed; nothing was committed.
+    Failed,
+    /// The write touched more rows than approved and was rolled back.
+    RolledBack,
+    /// The executor refused the job.
+    Refused,
+    /// The executor stopped mid-write; nobody knows whether it committed.
+    Unknown,
+    /// A reviewer rejected it.
+    Rejected,
+    /// The approvals did not arrive in time.
+    Expired,
+    /// The requester cancelled it.
+    Cancelled,
+}
+
+impl CardState {
+    /// A short label (`Awaiting approval`, `Rolled back`, ...).
+    pub fn label(self) -> &'static str {
+        match self {
+            CardState::AwaitingApproval => "Awaiting approval",
+            CardState::Queued => "Queued",
+            CardState::Running => "Running",
+            CardState::Succeeded => "Succeeded",
+            CardState::Failed => "Failed",
+            CardState::RolledBack => "Rolled back",
+            CardState::Refused => "Refused by the executor",
+            CardState::Unknown => "Outcome unknown",
+            CardState::Rejected => "Rejected",
+            CardState::Expired => "Expired",
+            CardState::Cancelled => "Cancelled",
+        }
+    }
+
+    /// An emoji name (without colons) that shows the state at a glance.
+    pub fn emoji(self) -> &'static str {
+        match self {
+            CardState::AwaitingApproval => "hourglass_flowing_sand",
+            CardState::Queued => "inbox_tray",
+            CardState::Running => "gear",
+            CardState::Succeeded => "white_check_mark",
+            CardState::Failed => "x",
+            CardState::RolledBack => "leftwards_arrow_with_hook",
+            CardState::Refused => "no_entry",
+            CardState::Unknown => "warning",
+            CardState::Rejected => "no_entry_sign",
+            CardState::Expired => "alarm_clock",
+            CardState::Cancelled => "heavy_multiplication_x",
+        }
+    }
+
+    /// True once nothing more will happen to the request.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            CardState::AwaitingApproval | CardState::Queued | CardState::Running
+        )
+    }
+
+    /// The state a job's stored state shows as (`queued`, `running`, `succeeded`, ...).
+    pub fn from_job_state(state: &str) -> Option<CardState> {
+        Some(match state {
+            "queued" => CardState::Queued,
+            "running" => CardState::Running,
+            "succeeded" => CardState::Succeeded,
+            "failed" => CardState::Failed,
+            "rolled_back" => CardState::RolledBack,
+            "refused" => CardState::Refused,
+            "unknown" => CardState::Unknown,
+            _ => return None,
+        })
+    }
+}
+
+/// One approval requirement as the card shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardRequirement {
+    /// What is asked, e.g. `2 approvals from dba`.
+    pub wanted: String,
+    /// Whether it is met.
+    pub satisfied: bool,
+}
+
+/// A request's root message: everything a reviewer needs, platform independent. Adapters
+/// render it their way (Slack Block Kit, Discord embed, console HTML); [`RequestCard::render_text`]
+/// is the plain-text form.
+///
+/// People are principals (`slack:U024BE7LH`, `console:alice`); adapters turn those of their
+/// platform into mentions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCard {
+    /// The request's id (what `/query cancel <id>` takes).
+    pub request_id: String,
+    /// Who asked.
+    pub requester: String,
+    /// The target's name.
+    pub target: String,
+    /// The SQL as it will run.
+    pub sql: String,
+    /// The requester's justification.
+    pub reason: Option<String>,
+    /// The classification's category (`read`, `write`, `ddl`, ...).
+    pub category: String,
+    /// Why the request needs review (the matching rules' reasons).
+    pub review_reasons: Vec<String>,
+    /// The executor's row estimate, when it gave one.
+    pub estimated_rows: Option<u64>,
+    /// Notes from the estimate (cascading foreign keys, triggers) or why there is none.
+    pub estimate_notes: Vec<String>,
+    /// Who must approve, and whether each requirement is met.
+    pub requirements: Vec<CardRequirement>,
+    /// Whose approvals count so far.
+    pub approvers: Vec<String>,
+    /// The state now.
+    pub state: CardState,
+    /// One line on the state (who rejected, why it was refused, ...).
+    pub state_detail: Option<String>,
+    /// When a pending request expires (Unix milliseconds).
+    pub expires_at_ms: Option<u64>,
+    /// The reaction names that approve and reject, for the how-to line.
+    pub approve_reaction: String,
+    /// The reaction name that rejects.
+    pub reject_reaction: String,
+}
+
+impl RequestCard {
+    /// The card as plain text (for logs, the console and notifications).
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = format!(
+            "[{}] {} request {} on {} by {}\n",
+            self.state.label(),
+            self.category,
+            self.request_id,
+            self.target,
+            self.requester
+        );
+        if let Some(detail) = &self.state_detail {
+            let _ = writeln!(out, "{detail}");
+        }
+        if let Some(reason) = &self.reason {
+            let _ = writeln!(out, "Reason: {reason}");
+        }
+        let _ = writeln!(out, "```\n{}\n```", self.sql);
+        for why in &self.review_reasons {
+            let _ = writeln!(out, "Needs review: {why}");
+        }
+        match self.estimated_rows {
+            Some(rows) => {
+                let _ = writeln!(out, "Estimated rows: {rows}");
+            }
+            None if !self.review_reasons.is_empty() => {
+                let _ = writeln!(out, "Estimated rows: no estimate");
+            }
+            None => {}
+        }
+        for note in &self.estimate_notes {
+            let _ = writeln!(out, "Note: {note}");
+        }
+        for requirement in &self.requirements {
+            let mark = if requirement.satisfied { "[x]" } else { "[ ]" };
+            let _ = writeln!(out, "{mark} {}", requirement.wanted);
+        }
+        if !self.approvers.is_empty() {
+            let _ = writeln!(out, "Approved by: {}", self.approvers.join(", "));
+        }
+        if self.state == CardState::AwaitingApproval {
+            let _ = writeln!(
+                out,
+                "React with :{}: to approve or :{}: to reject.",
+                self.approve_reaction, self.reject_reaction
+            );
+        }
+        out.trim_end().to_string()
+    }
+}

@@ -1,0 +1,1 @@
+//! Countersign's Slack Web API client (placeholder; being written).
