@@ -4,11 +4,23 @@
 //!
 //! Layout:
 //! - [`command`]: what people type after `/query`, parsed the same for every chat adapter.
-//!
-//! Still to come (issue 4): the approval flow on the control store, the Slack adapter, the
-//! automation endpoint, health and metrics.
+//! - [`chat`]: the [`chat::ChatAdapter`] trait the flow talks to, and the platform-independent
+//!   events ([`chat::Inbound`]) adapters hand over.
+//! - [`flow`]: the approval flow on the control store: one module per command, reactions, the
+//!   root message, the upkeep loop.
+//! - [`slack`]: the Slack adapter: Socket Mode and the HTTP Events API with signature checks.
+//! - [`automation`]: the authenticated HTTP endpoint scripts and scheduled jobs submit through.
+//! - [`http`]: the HTTP server: health, readiness, metrics, Slack's HTTP endpoints, automation.
+//! - [`metrics`]: Prometheus metrics.
 #![forbid(unsafe_code)]
 
+pub mod automation;
+pub mod chat;
 pub mod command;
+pub mod flow;
+pub mod http;
+pub mod metrics;
+pub mod slack;
 
 pub use countersign_shared as shared;
+pub use flow::{Bot, BotConfig};

@@ -13,6 +13,8 @@
 //!   its audit entry.
 //! - [`queue`]: Redis streams per target with a consumer group: publish, read, acknowledge,
 //!   reclaim stuck deliveries; and the preflight request/reply channel.
+//! - [`inbox`]: the bot's inbox: chat events stored before they are acknowledged, handled once
+//!   across replicas, taken over when a replica dies.
 //! - [`submit`]: the bot's side: write a job to the outbox and publish it; ask for a preflight.
 //! - [`chat`]: where a request's thread is ([`chat::ReplyTo`]), the [`chat::ChatPoster`] trait
 //!   and a recording implementation for tests.
@@ -20,6 +22,7 @@
 
 pub mod audit_log;
 pub mod chat;
+pub mod inbox;
 pub mod migrate;
 pub mod outbox;
 pub mod queue;

@@ -7,11 +7,18 @@
 use sqlx::{Connection, PgPool};
 
 /// The migrations, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "control plane",
-    include_str!("../migrations/0001_control_plane.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "control plane",
+        include_str!("../migrations/0001_control_plane.sql"),
+    ),
+    (
+        2,
+        "bot: root messages, cards, inbox",
+        include_str!("../migrations/0002_bot.sql"),
+    ),
+];
 
 /// An arbitrary constant that names Countersign's migration lock.
 const MIGRATION_LOCK: i64 = 0x636f_756e_7465_7273;

@@ -105,6 +105,10 @@ pub struct NewRequest {
     pub reply_to: Option<ReplyTo>,
     /// When a pending request expires (Unix milliseconds).
     pub expires_at_ms: Option<u64>,
+    /// Where it came from and how to answer the requester privately (adapter-specific JSON).
+    pub origin: Option<serde_json::Value>,
+    /// The root message's content (a [`crate::chat::RequestCard`] in JSON) to post.
+    pub card: Option<serde_json::Value>,
 }
 
 /// What recording a new request did.
@@ -135,9 +139,9 @@ pub async fn create(
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO cs_requests (id, requester, target, sql, sql_sha256, reason, state, category,
-                                  policy_version, decision, expires_at, reply_to)
+                                  policy_version, decision, expires_at, reply_to, origin, card)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-                 to_timestamp($11::double precision / 1000), $12)
+                 to_timestamp($11::double precision / 1000), $12, $13, $14)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(&request.id)
@@ -152,6 +156,8 @@ pub async fn create(
     .bind(&request.decision)
     .bind(request.expires_at_ms.map(|ms| ms as f64))
     .bind(reply_to_json(request.reply_to.as_ref()))
+    .bind(&request.origin)
+    .bind(&request.card)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -408,4 +414,226 @@ pub async fn expire_due(pool: &PgPool, actor: &str) -> Result<Vec<ExpiredRequest
     }
     tx.commit().await?;
     Ok(expired)
+}
+
+/// A request as stored, with its job's state when it has one.
+#[derive(Debug, Clone)]
+pub struct StoredRequest {
+    /// Its id.
+    pub id: String,
+    /// Who asked (a principal).
+    pub requester: String,
+    /// The target's name.
+    pub target: String,
+    /// The SQL.
+    pub sql: String,
+    /// The justification.
+    pub reason: Option<String>,
+    /// Its state.
+    pub state: RequestState,
+    /// The classification's category.
+    pub category: Option<String>,
+    /// The policy version that decided.
+    pub policy_version: Option<String>,
+    /// The decision in JSON.
+    pub decision: Option<serde_json::Value>,
+    /// When it expires, if pending (Unix milliseconds).
+    pub expires_at_ms: Option<u64>,
+    /// Its thread, once the root message is posted.
+    pub reply_to: Option<ReplyTo>,
+    /// Where it came from (adapter-specific JSON).
+    pub origin: Option<serde_json::Value>,
+    /// The card in JSON, as last rendered.
+    pub card: Option<serde_json::Value>,
+    /// The state the posted card shows.
+    pub card_shown: Option<String>,
+    /// The job's state (`queued`, `running`, `succeeded`, ...), once queued.
+    pub job_state: Option<String>,
+    /// The job's result summary in JSON, once finished.
+    pub job_summary: Option<serde_json::Value>,
+    /// When it was created (Unix milliseconds).
+    pub created_at_ms: u64,
+}
+
+const STORED_COLUMNS: &str = "r.id, r.requester, r.target, r.sql, r.reason, r.state, r.category,
+    r.policy_version, r.decision,
+    (extract(epoch FROM r.expires_at) * 1000)::bigint AS expires_ms,
+    (extract(epoch FROM r.created_at) * 1000)::bigint AS created_ms,
+    r.reply_to, r.origin, r.card, r.card_shown, j.state AS job_state, j.summary AS job_summary";
+
+fn stored_from(row: &sqlx::postgres::PgRow) -> Result<StoredRequest, StoreError> {
+    let state: String = row.try_get("state")?;
+    let reply_to: Option<serde_json::Value> = row.try_get("reply_to")?;
+    let expires_ms: Option<i64> = row.try_get("expires_ms")?;
+    let created_ms: Option<i64> = row.try_get("created_ms")?;
+    Ok(StoredRequest {
+        id: row.try_get("id")?,
+        requester: row.try_get("requester")?,
+        target: row.try_get("target")?,
+        sql: row.try_get("sql")?,
+        reason: row.try_get("reason")?,
+        state: RequestState::parse(&state).ok_or(StoreError::Corrupt {
+            what: "request state",
+            detail: state.clone(),
+        })?,
+        category: row.try_get("category")?,
+        policy_version: row.try_get("policy_version")?,
+        decision: row.try_get("decision")?,
+        expires_at_ms: expires_ms.map(|ms| ms.max(0) as u64),
+        reply_to: reply_to.and_then(|v| serde_json::from_value(v).ok()),
+        origin: row.try_get("origin")?,
+        card: row.try_get("card")?,
+        card_shown: row.try_get("card_shown")?,
+        job_state: row.try_get("job_state")?,
+        job_summary: row.try_get("job_summary")?,
+        created_at_ms: created_ms.unwrap_or(0).max(0) as u64,
+    })
+}
+
+/// Loads a request.
+pub async fn load(pool: &PgPool, id: &str) -> Result<Option<StoredRequest>, StoreError> {
+    let sql = format!(
+        "SELECT {STORED_COLUMNS} FROM cs_requests r LEFT JOIN cs_jobs j ON j.request_id = r.id
+         WHERE r.id = $1"
+    );
+    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+    row.as_ref().map(stored_from).transpose()
+}
+
+/// Finds the request whose root message is `(platform, channel, ts)` (a reaction's message).
+pub async fn find_by_root(
+    pool: &PgPool,
+    platform: &str,
+    channel: &str,
+    ts: &str,
+) -> Result<Option<StoredRequest>, StoreError> {
+    let sql = format!(
+        "SELECT {STORED_COLUMNS} FROM cs_requests r LEFT JOIN cs_jobs j ON j.request_id = r.id
+         WHERE r.root_platform = $1 AND r.root_channel = $2 AND r.root_ts = $3"
+    );
+    let row = sqlx::query(&sql)
+        .bind(platform)
+        .bind(channel)
+        .bind(ts)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(stored_from).transpose()
+}
+
+/// Requests in `states`, newest first, up to `limit`; only `requester`'s when given.
+pub async fn list(
+    pool: &PgPool,
+    states: &[RequestState],
+    requester: Option<&str>,
+    limit: i64,
+) -> Result<Vec<StoredRequest>, StoreError> {
+    let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+    let sql = format!(
+        "SELECT {STORED_COLUMNS} FROM cs_requests r LEFT JOIN cs_jobs j ON j.request_id = r.id
+         WHERE r.state = ANY($1) AND ($2::text IS NULL OR r.requester = $2)
+         ORDER BY r.created_at DESC LIMIT $3"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&names)
+        .bind(requester)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(stored_from).collect()
+}
+
+/// Takes the right to post a request's root message: true when no root message is recorded
+/// and nobody else took the right in the last `stale_after` (a replica that died mid-post).
+pub async fn claim_root(
+    pool: &PgPool,
+    id: &str,
+    stale_after: std::time::Duration,
+) -> Result<bool, StoreError> {
+    let claimed = sqlx::query(
+        "UPDATE cs_requests SET root_claimed_at = now()
+         WHERE id = $1 AND root_ts IS NULL
+           AND (root_claimed_at IS NULL OR root_claimed_at < now() - make_interval(secs => $2))",
+    )
+    .bind(id)
+    .bind(stale_after.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// Records where the root message was posted: the request's thread from now on.
+pub async fn set_root(
+    pool: &PgPool,
+    id: &str,
+    root: &ReplyTo,
+    card_shown: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE cs_requests SET root_platform = $2, root_channel = $3, root_ts = $4,
+                reply_to = $5, card_shown = $6
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&root.platform)
+    .bind(&root.channel)
+    .bind(&root.thread)
+    .bind(reply_to_json(Some(root)))
+    .bind(card_shown)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records the card as rendered now and the state it shows; `is_final` once nothing will change
+/// it again.
+pub async fn set_card(
+    pool: &PgPool,
+    id: &str,
+    card: &serde_json::Value,
+    shown: &str,
+    is_final: bool,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE cs_requests SET card = $2, card_shown = $3, card_final = $4 WHERE id = $1")
+        .bind(id)
+        .bind(card)
+        .bind(shown)
+        .bind(is_final)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Requests whose posted card may be behind: a root message exists, the card is not final, and
+/// the state it shows differs from the request's (or its job's) state now.
+pub async fn stale_cards(pool: &PgPool, limit: i64) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT r.id FROM cs_requests r LEFT JOIN cs_jobs j ON j.request_id = r.id
+         WHERE r.root_ts IS NOT NULL AND NOT r.card_final
+           AND r.card_shown IS DISTINCT FROM
+               CASE WHEN r.state = 'queued' THEN coalesce(j.state, 'queued') ELSE r.state END
+         ORDER BY r.updated_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Requests that should have a root message but have none (the replica that should have posted
+/// it died), created more than `older_than` ago.
+pub async fn missing_roots(
+    pool: &PgPool,
+    older_than: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM cs_requests
+         WHERE root_ts IS NULL AND card IS NOT NULL AND state IN ('pending', 'queued', 'received')
+           AND created_at < now() - make_interval(secs => $1)
+           AND (root_claimed_at IS NULL OR root_claimed_at < now() - make_interval(secs => $1))
+         ORDER BY created_at LIMIT $2",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
 }

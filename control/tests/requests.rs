@@ -23,6 +23,8 @@ fn new_request(id: &str, expires_at_ms: Option<u64>) -> NewRequest {
         reasons: vec!["writes on prod need a dba".into()],
         reply_to: None,
         expires_at_ms,
+        origin: None,
+        card: None,
     }
 }
 

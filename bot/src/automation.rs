@@ -1,0 +1,1 @@
+//! Automation endpoint (being written).

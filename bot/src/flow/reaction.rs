@@ -1,0 +1,263 @@
+//! Reactions on a request's root message: approve, reject, withdraw.
+//!
+//! - An approving reaction counts only from a person (not the requester) who belongs to a group
+//!   a requirement asks for; anyone else gets a short note saying why it does not count. Once
+//!   the approvals meet every requirement, the job is signed with the approvers and queued in
+//!   the same transaction that moves the request to `queued`.
+//! - A rejecting reaction from an eligible reviewer rejects the request; from the requester it
+//!   cancels it.
+//! - Removing an approving reaction before the job is queued withdraws the approval.
+//!
+//! Approvals are rows keyed by (request, approver), and every state change is conditional, so
+//! the same reaction seen twice (a retry, a second replica) counts once.
+
+use countersign_control::requests::{self, ApprovalChange, RequestState, StoredRequest};
+use countersign_shared::policy::Identity;
+
+use super::query::{queue_job, requirements_of};
+use super::{card, Bot, FlowError};
+use crate::chat::ReactionEvent;
+
+enum Kind {
+    Approve,
+    Reject,
+}
+
+/// Handles one reaction event.
+pub async fn handle(bot: &Bot, event: &ReactionEvent) -> Result<(), FlowError> {
+    let kind = if bot.config.approve_reactions.contains(&event.reaction) {
+        Kind::Approve
+    } else if bot.config.reject_reactions.contains(&event.reaction) {
+        Kind::Reject
+    } else {
+        return Ok(());
+    };
+    let pool = bot.store.pool();
+    let Some(stored) =
+        requests::find_by_root(pool, &event.platform, &event.channel, &event.message).await?
+    else {
+        // Not one of our root messages.
+        return Ok(());
+    };
+    if stored.state != RequestState::Pending {
+        if event.added && matches!(kind, Kind::Approve) && stored.requester != event.user {
+            bot.metrics.approval("too_late");
+        }
+        return Ok(());
+    }
+    let who = bot.mention(&event.platform, &event.user);
+    match (kind, event.added) {
+        (Kind::Approve, true) => approve(bot, &stored, event, &who).await,
+        (Kind::Approve, false) => {
+            if requests::withdraw(pool, &stored.id, &event.user).await? {
+                bot.metrics.approval("withdrawn");
+                card::refresh(bot, &stored.id).await?;
+                bot.note(
+                    stored.reply_to.as_ref(),
+                    &format!("{who} withdrew their approval."),
+                )
+                .await;
+            }
+            Ok(())
+        }
+        (Kind::Reject, true) => reject(bot, &stored, event, &who).await,
+        (Kind::Reject, false) => Ok(()),
+    }
+}
+
+/// Whether `reviewer` counts for at least one of the request's requirements, or why not.
+fn eligibility(
+    bot: &Bot,
+    stored: &StoredRequest,
+    requester: &Identity,
+    reviewer: &Identity,
+) -> Result<(), String> {
+    let Some(requirements) = requirements_of(stored.decision.as_ref()) else {
+        return Err("this request's approval requirements could not be read".into());
+    };
+    let status =
+        bot.policy
+            .check_approvals(&requirements, requester, std::slice::from_ref(reviewer));
+    if let Some(ignored) = status.ignored.first() {
+        return Err(ignored.why.clone());
+    }
+    if status.requirements.iter().any(|r| !r.counted.is_empty()) {
+        Ok(())
+    } else {
+        let wanted: Vec<String> = requirements.iter().map(|r| r.describe()).collect();
+        Err(format!("this request needs {}", wanted.join(" and ")))
+    }
+}
+
+async fn approve(
+    bot: &Bot,
+    stored: &StoredRequest,
+    event: &ReactionEvent,
+    who: &str,
+) -> Result<(), FlowError> {
+    let pool = bot.store.pool();
+    if event.user == stored.requester {
+        bot.metrics.approval("ignored_self");
+        bot.note(
+            stored.reply_to.as_ref(),
+            &format!(
+                "{who}, your own approval does not count: someone else has to review this request."
+            ),
+        )
+        .await;
+        return Ok(());
+    }
+    let requester = bot.identity(&stored.requester).await?;
+    let reviewer = bot.identity(&event.user).await?;
+    if let Err(why) = eligibility(bot, stored, &requester, &reviewer) {
+        bot.metrics.approval("ignored_not_eligible");
+        bot.note(
+            stored.reply_to.as_ref(),
+            &format!("{who}'s approval does not count: {why}."),
+        )
+        .await;
+        return Ok(());
+    }
+    match requests::approve(pool, &stored.id, &event.user).await? {
+        ApprovalChange::Counted => {
+            bot.metrics.approval("counted");
+            check_quorum(bot, stored, &requester, Some(who)).await
+        }
+        // Counted before (this event handled again after a failure): finish the quorum check
+        // that may not have run, without a second note.
+        ApprovalChange::AlreadyCounted => check_quorum(bot, stored, &requester, None).await,
+        ApprovalChange::NotPending => Ok(()),
+    }
+}
+
+/// Queues the request when its active approvals meet every requirement; otherwise reports the
+/// progress.
+async fn check_quorum(
+    bot: &Bot,
+    stored: &StoredRequest,
+    requester: &Identity,
+    new_approver: Option<&str>,
+) -> Result<(), FlowError> {
+    let pool = bot.store.pool();
+    let approvers = requests::active_approvers(pool, &stored.id).await?;
+    let mut identities = Vec::with_capacity(approvers.len());
+    for approver in &approvers {
+        identities.push(bot.identity(approver).await?);
+    }
+    let requirements = requirements_of(stored.decision.as_ref()).unwrap_or_default();
+    let status = bot
+        .policy
+        .check_approvals(&requirements, requester, &identities);
+    // Fail closed: a request whose requirements did not read back is never satisfied.
+    let satisfied = status.satisfied && !requirements.is_empty();
+    if satisfied {
+        let counted: Vec<String> = identities
+            .iter()
+            .filter(|i| !status.ignored.iter().any(|g| g.approver == i.principal))
+            .map(|i| i.principal.to_string())
+            .collect();
+        if queue_job(
+            bot,
+            stored,
+            RequestState::Pending,
+            &counted,
+            stored.reply_to.as_ref(),
+        )
+        .await?
+        {
+            let names: Vec<String> = counted
+                .iter()
+                .map(|p| bot.mention(&stored_platform(stored), p))
+                .collect();
+            card::refresh(bot, &stored.id).await?;
+            bot.note(
+                stored.reply_to.as_ref(),
+                &format!(
+                    "Approved by {}. Queued for the executor; the result will appear here.",
+                    names.join(" and ")
+                ),
+            )
+            .await;
+        }
+        return Ok(());
+    }
+    card::refresh(bot, &stored.id).await?;
+    if let Some(who) = new_approver {
+        let missing = status.missing();
+        let still = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(" Still needed: {}.", missing.join("; "))
+        };
+        bot.note(stored.reply_to.as_ref(), &format!("{who} approved.{still}"))
+            .await;
+    }
+    Ok(())
+}
+
+async fn reject(
+    bot: &Bot,
+    stored: &StoredRequest,
+    event: &ReactionEvent,
+    who: &str,
+) -> Result<(), FlowError> {
+    let pool = bot.store.pool();
+    if event.user == stored.requester {
+        if requests::transition(
+            pool,
+            &stored.id,
+            RequestState::Pending,
+            RequestState::Cancelled,
+            &event.user,
+            &["cancelled by the requester's reaction".to_string()],
+        )
+        .await?
+        {
+            card::refresh_with(bot, &stored.id, Some(format!("Cancelled by {who}."))).await?;
+            bot.note(
+                stored.reply_to.as_ref(),
+                &format!("{who} cancelled the request. It will not run."),
+            )
+            .await;
+        }
+        return Ok(());
+    }
+    let requester = bot.identity(&stored.requester).await?;
+    let reviewer = bot.identity(&event.user).await?;
+    if let Err(why) = eligibility(bot, stored, &requester, &reviewer) {
+        bot.metrics.approval("ignored_not_eligible");
+        bot.note(
+            stored.reply_to.as_ref(),
+            &format!("{who}'s rejection does not count: {why}."),
+        )
+        .await;
+        return Ok(());
+    }
+    if requests::transition(
+        pool,
+        &stored.id,
+        RequestState::Pending,
+        RequestState::Rejected,
+        &event.user,
+        &[format!("rejected by {}", event.user)],
+    )
+    .await?
+    {
+        bot.metrics.approval("rejected");
+        card::refresh_with(bot, &stored.id, Some(format!("Rejected by {who}."))).await?;
+        bot.note(
+            stored.reply_to.as_ref(),
+            &format!("{who} rejected the request. It will not run."),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+fn stored_platform(stored: &StoredRequest) -> String {
+    stored
+        .reply_to
+        .as_ref()
+        .map(|r| r.platform.clone())
+        .unwrap_or_default()
+}
