@@ -295,6 +295,13 @@ impl JobQueue {
         Ok(popped.and_then(|(_, text)| serde_json::from_str(&text).ok()))
     }
 
+    /// Checks that Redis answers.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let mut conn = self.commands.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
     /// Entries of a target's stream that are delivered and not yet acknowledged.
     pub async fn pending_count(&self, stream: Stream, target: &str) -> Result<u64, QueueError> {
         let mut conn = self.commands.clone();
