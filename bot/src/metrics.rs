@@ -195,6 +195,11 @@ impl Metrics {
         self.chat_errors.inc();
     }
 
+    /// Counts a failure outside the flow (an event that could not be stored).
+    pub fn flow_error_external(&self) {
+        self.flow_errors.inc();
+    }
+
     pub(crate) fn flow_error(&self) {
         self.flow_errors.inc();
     }

@@ -106,6 +106,7 @@ pub struct Bot {
     pub(crate) config: BotConfig,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) name: String,
+    pub(crate) tasks: tokio_util::task::TaskTracker,
 }
 
 impl Bot {
@@ -127,6 +128,7 @@ impl Bot {
             config,
             metrics: Arc::new(Metrics::new()),
             name: name.into(),
+            tasks: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -149,6 +151,13 @@ impl Bot {
     /// The control store.
     pub fn store(&self) -> &ControlStore {
         &self.store
+    }
+
+    /// Waits (up to `limit`) for the events being handled to finish; for shutdown. Events not
+    /// finished in time stay in the inbox for another replica.
+    pub async fn drain(&self, limit: std::time::Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(limit, self.tasks.wait()).await.is_ok()
     }
 
     /// The configuration.
@@ -174,7 +183,8 @@ impl Bot {
             return Ok(false);
         }
         let bot = Arc::clone(self);
-        tokio::spawn(async move { bot.handle_and_finish(&key, event).await });
+        self.tasks
+            .spawn(async move { bot.handle_and_finish(&key, event).await });
         Ok(true)
     }
 

@@ -7,6 +7,8 @@
 //!   checked ([`signature`]).
 //! - [`convert`]: Slack's payloads turned into the flow's events.
 
+pub mod adapter;
 pub mod convert;
 pub mod events;
 pub mod signature;
+pub mod socket;
