@@ -30,8 +30,9 @@ pub trait ChatAdapter: ChatPoster {
         groups: &'a [Principal],
     ) -> ChatFuture<'a, Vec<Principal>>;
 
-    /// The mention of a principal in this platform's markup (`<@U1>` on Slack); plain text for
-    /// principals of other platforms.
+    /// How a principal is written in notes and cards. The default keeps the principal
+    /// (`slack:U1`): renderers such as Slack's turn principals of their platform into mentions
+    /// while escaping everything else, so user text can never forge one.
     fn mention(&self, principal: &str) -> String {
         principal.to_string()
     }

@@ -11,6 +11,10 @@
 //! - [`RedisServer`]: a private `redis-server` on a free port, for tests that flush, stop or
 //!   restart Redis; [`redis_namespace`] for tests that share the machine's Redis.
 //! - [`free_port`], [`unique_name`]: small helpers.
+//! - [`slack`]: a fake Slack (Web API, Socket Mode, signed HTTP events) that the real
+//!   slack-morphism client and the bot talk to.
+
+pub mod slack;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

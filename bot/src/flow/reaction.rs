@@ -113,7 +113,7 @@ async fn approve(
         bot.metrics.approval("ignored_not_eligible");
         bot.note(
             stored.reply_to.as_ref(),
-            &format!("{who}'s approval does not count: {why}."),
+            &format!("The approval of {who} does not count: {why}."),
         )
         .await;
         return Ok(());
@@ -228,7 +228,7 @@ async fn reject(
         bot.metrics.approval("ignored_not_eligible");
         bot.note(
             stored.reply_to.as_ref(),
-            &format!("{who}'s rejection does not count: {why}."),
+            &format!("The rejection by {who} does not count: {why}."),
         )
         .await;
         return Ok(());

@@ -117,14 +117,4 @@ impl ChatAdapter for SlackAdapter {
             Ok(member_of)
         })
     }
-
-    fn mention(&self, principal: &str) -> String {
-        if let Some(user) = principal.strip_prefix("slack:") {
-            format!("<@{user}>")
-        } else if let Some(group) = principal.strip_prefix("slack-group:") {
-            format!("<!subteam^{group}>")
-        } else {
-            principal.to_string()
-        }
-    }
 }

@@ -70,9 +70,10 @@ async fn on_push(
     match convert::push(&event) {
         Pushed::Event(inbound) => {
             if let Err(error) = bot.receive(inbound).await {
-                // Socket Mode acknowledges regardless; the error is loud in the logs.
-                tracing::error!(%error, "could not store an event; it is lost");
+                // Not acknowledged (see `on_error`): Slack delivers it again.
+                tracing::error!(%error, "could not store an event; leaving it unacknowledged");
                 bot.metrics().flow_error_external();
+                return Err(Box::new(NotStored));
             }
         }
         Pushed::Ignored => {}
@@ -85,11 +86,22 @@ async fn on_push(
     Ok(())
 }
 
+/// An event that could not be stored in the inbox.
+#[derive(Debug, thiserror::Error)]
+#[error("the event could not be stored")]
+struct NotStored;
+
+/// slack-morphism asks what to answer for a failed envelope: a 2xx status acknowledges it,
+/// anything else leaves it unacknowledged so Slack delivers it again. Only an event the bot
+/// could not store is left unacknowledged; a malformed frame would only come back malformed.
 fn on_error(
     error: Box<dyn std::error::Error + Send + Sync>,
     _client: Arc<SlackHyperClient>,
     _states: SlackClientEventsUserState,
 ) -> http::StatusCode {
+    if error.downcast_ref::<NotStored>().is_some() {
+        return http::StatusCode::SERVICE_UNAVAILABLE;
+    }
     tracing::warn!(%error, "Slack Socket Mode error");
     http::StatusCode::OK
 }
