@@ -355,6 +355,20 @@ async fn status(
             if stored.state == RequestState::Denied {
                 body["reasons"] = serde_json::json!(reasons);
             }
+            if is_final(&state) {
+                // The newest sealed audit record of the request: what the thread's audit line
+                // shows, for the script's own log.
+                if let Ok(records) = countersign_control::audit_log::records_for_request(
+                    automation.bot.store().pool(),
+                    &stored.id,
+                )
+                .await
+                {
+                    if let Some(last) = records.last() {
+                        body["audit"] = serde_json::json!(last.reference());
+                    }
+                }
+            }
             return Json(body).into_response();
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -121,7 +121,18 @@ pub async fn run(bot: &Bot, submission: Submission) -> Result<QueryOutcome, Flow
     if let Some(stored) = requests::load(pool, &submission.request_id).await? {
         // A redelivery, a takeover after a crash, or an automation retry: carry on.
         resume(bot, &stored).await?;
-        return outcome_of(bot, &submission.request_id).await;
+        return match outcome_of(bot, &submission.request_id).await? {
+            QueryOutcome::Queued { request_id, .. } => {
+                let now = requests::load(pool, &request_id).await?;
+                Ok(QueryOutcome::Existing {
+                    request_state: now
+                        .as_ref()
+                        .map_or_else(|| "queued".to_string(), super::card::shown_state),
+                    request_id,
+                })
+            }
+            other => Ok(other),
+        };
     }
     let requester = bot.identity(&submission.origin.user).await?;
     let mut decision = bot.policy.decide(&Request {
@@ -238,12 +249,10 @@ pub async fn outcome_of(bot: &Bot, request_id: &str) -> Result<QueryOutcome, Flo
             thread: stored.reply_to,
             expires_at_ms: stored.expires_at_ms,
         },
-        RequestState::Queued if stored.job_state.as_deref() == Some("queued") => {
-            QueryOutcome::Queued {
-                request_id: stored.id,
-                thread: stored.reply_to,
-            }
-        }
+        RequestState::Queued => QueryOutcome::Queued {
+            request_id: stored.id,
+            thread: stored.reply_to,
+        },
         state => QueryOutcome::Existing {
             request_id: stored.id,
             request_state: match (state, stored.job_state) {
