@@ -24,7 +24,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use countersign_control::requests::{self, RequestState, StoredRequest};
 use countersign_shared::audit::{AuditEntry, AuditEvent};
 use serde::Deserialize;
@@ -112,25 +111,6 @@ impl ServiceTokens {
         }
         found
     }
-
-    /// A new random token for `service` and the line that stores its hash.
-    pub fn generate(service: &str) -> (String, String) {
-        let mut bytes = [0u8; 32];
-        // The OS random source does not fail on supported platforms; a zero token would be
-        // refused by nobody, so fail loudly instead of continuing.
-        if getrandom::fill(&mut bytes).is_err() {
-            panic!("the operating system's random source failed");
-        }
-        let token = format!(
-            "cst_{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        );
-        let line = format!(
-            "{service} sha256:{}",
-            hex::encode(Sha256::digest(token.as_bytes()))
-        );
-        (token, line)
-    }
 }
 
 /// What the endpoint's handlers share.
@@ -154,7 +134,11 @@ impl Automation {
     }
 
     /// The calling service, or the refusal (audited).
-    async fn authenticate(&self, headers: &HeaderMap, target: &str) -> Result<String, Response> {
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        target: &str,
+    ) -> Result<String, Box<Response>> {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -188,10 +172,10 @@ impl Automation {
         {
             tracing::error!(%error, "could not audit a refused automation request");
         }
-        Err(error(
+        Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "a valid service token is required",
-        ))
+        )))
     }
 }
 
@@ -226,7 +210,7 @@ async fn submit(
         .unwrap_or_default();
     let service = match automation.authenticate(&headers, &target).await {
         Ok(service) => service,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let submission = match parsed {
         Ok(submission) => submission,
@@ -320,7 +304,7 @@ async fn status(
 ) -> Response {
     let service = match automation.authenticate(&headers, "").await {
         Ok(service) => service,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let wait = Duration::from_secs(query.wait_seconds.unwrap_or(0).min(60));
     let deadline = tokio::time::Instant::now() + wait;
@@ -391,4 +375,47 @@ pub fn unknown_services(
         .filter(|s| !members.contains_key(&format!("service:{s}")))
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(service: &str, token: &str) -> String {
+        format!(
+            "{service} sha256:{}",
+            hex::encode(Sha256::digest(token.as_bytes()))
+        )
+    }
+
+    #[test]
+    fn tokens_are_matched_by_their_hash_only() {
+        let text = format!(
+            "# services\n{}\n\n{}  # the nightly job\n",
+            line("backup", "cst_one"),
+            line("nightly", "cst_two")
+        );
+        let tokens = ServiceTokens::parse(&text).expect("parses");
+        assert_eq!(tokens.service_of("cst_one"), Some("backup"));
+        assert_eq!(tokens.service_of("cst_two"), Some("nightly"));
+        assert_eq!(tokens.service_of("cst_three"), None);
+        assert_eq!(tokens.service_of(""), None);
+        assert_eq!(
+            tokens.services().collect::<Vec<_>>(),
+            vec!["backup", "nightly"]
+        );
+    }
+
+    #[test]
+    fn a_malformed_token_file_names_the_line() {
+        assert_eq!(
+            ServiceTokens::parse("nightly cst_plain_token\n").err(),
+            Some(1)
+        );
+        assert_eq!(
+            ServiceTokens::parse("\nnightly sha256:abcd\n").err(),
+            Some(2)
+        );
+        assert_eq!(ServiceTokens::parse("a b c\n").err(), Some(1));
+    }
 }

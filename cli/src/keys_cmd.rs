@@ -24,10 +24,41 @@ pub(crate) enum KeysCommand {
         #[arg(long, default_value = "countersign-signing")]
         name: String,
     },
+    /// Make a service token for the bot's automation endpoint. Prints the token (give it to the
+    /// service, once) and the line to add to the bot's service token file (only its SHA-256 is
+    /// stored). The service must hold a role in the policy as `service:<NAME>`.
+    ServiceToken {
+        /// The service's name, as in `service:<NAME>`.
+        name: String,
+    },
 }
 
 pub(crate) fn run(command: KeysCommand) -> ExitCode {
     match command {
+        KeysCommand::ServiceToken { name } => {
+            if countersign_shared::policy::Principal::new(
+                countersign_shared::policy::PrincipalKind::Service,
+                &name,
+            )
+            .is_err()
+            {
+                eprintln!("error: `{name}` is not a service name: use letters, digits, '.', '_', '-' or '@'");
+                return ExitCode::from(crate::EXIT_FILE);
+            }
+            let mut bytes = [0u8; 32];
+            if let Err(error) = getrandom::fill(&mut bytes) {
+                eprintln!("error: the operating system's random source failed: {error}");
+                return ExitCode::from(crate::EXIT_FILE);
+            }
+            let token = format!("cst_{}", hex::encode(bytes));
+            let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+                token.as_bytes(),
+            ));
+            println!("token (give it to the service once; it is not stored): {token}");
+            println!("add this line to the bot's service token file:");
+            println!("{name} sha256:{}", hex::encode(digest));
+            ExitCode::SUCCESS
+        }
         KeysCommand::Generate { out_dir, name } => match generate(&out_dir, &name) {
             Ok((secret, public)) => {
                 println!(

@@ -28,7 +28,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Secrets are read from the environment (or from the file a `*_FILE` variable names):
 /// COUNTERSIGN_TARGET_DATABASE_URL (the target's credentials), COUNTERSIGN_CONTROL_DATABASE_URL
-/// (the control PostgreSQL), COUNTERSIGN_REDIS_URL.
+/// (the control PostgreSQL), COUNTERSIGN_REDIS_URL, and SLACK_BOT_TOKEN (optional: post results
+/// into Slack threads).
 #[derive(Parser, Debug)]
 #[command(name = "countersign-executor", version)]
 struct Args {
@@ -75,9 +76,13 @@ struct Args {
     #[arg(long, env = "COUNTERSIGN_TARGET_CONNECTIONS", default_value_t = 8)]
     target_connections: u32,
     /// Append thread messages as JSON lines to this file instead of posting them to chat
-    /// (until a chat adapter is configured; also for tests).
+    /// (for tests, or an executor without chat).
     #[arg(long, env = "COUNTERSIGN_CHAT_LOG")]
     chat_log: Option<PathBuf>,
+    /// The Slack Web API base URL (tests point it at a fake Slack). Results are posted to Slack
+    /// threads when SLACK_BOT_TOKEN is set.
+    #[arg(long, env = "COUNTERSIGN_SLACK_API_URL")]
+    slack_api_url: Option<String>,
     /// Log format.
     #[arg(long, env = "COUNTERSIGN_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -190,12 +195,23 @@ async fn run(args: Args) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?,
         ),
     };
-    let poster: Arc<dyn ChatPoster> = match &args.chat_log {
-        Some(path) => Arc::new(
+    let slack_token = match std::env::var("SLACK_BOT_TOKEN_FILE") {
+        Ok(_) => Some(secret("SLACK_BOT_TOKEN")?),
+        Err(_) => std::env::var("SLACK_BOT_TOKEN").ok(),
+    };
+    let poster: Arc<dyn ChatPoster> = match (&args.chat_log, slack_token) {
+        (Some(path), _) => Arc::new(
             JsonLinesPoster::open(path)
                 .with_context(|| format!("opening the chat log {}", path.display()))?,
         ),
-        None => Arc::new(LogPoster),
+        (None, Some(token)) => {
+            let mut builder = countersign_slack::SlackApi::builder(token.trim());
+            if let Some(url) = &args.slack_api_url {
+                builder = builder.api_url(url.clone());
+            }
+            Arc::new(builder.build().context("setting up the Slack client")?)
+        }
+        (None, None) => Arc::new(LogPoster),
     };
     let executor = Executor::new(
         config,

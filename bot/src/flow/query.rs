@@ -491,3 +491,51 @@ pub(crate) fn requirements_of(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(requirements: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"outcome": "needs_approval", "approval": {"requirements": requirements}})
+    }
+
+    #[test]
+    fn stored_requirements_read_back() {
+        let stored = decision(serde_json::json!([{
+            "rule": "writes", "from": ["dba", "oncall"], "count": 2, "mode": "all_of",
+            "ttl": "1h", "ttl_seconds": 3600, "reason": "a second pair of eyes"
+        }]));
+        let requirements = requirements_of(Some(&stored)).expect("readable");
+        assert_eq!(requirements.len(), 1);
+        assert_eq!(requirements[0].count, 2);
+        assert_eq!(requirements[0].mode, ApprovalMode::AllOf);
+        assert_eq!(
+            requirements[0].from,
+            vec!["dba".to_string(), "oncall".to_string()]
+        );
+    }
+
+    #[test]
+    fn unreadable_requirements_fail_closed() {
+        // One requirement of two lost its count: nothing is read, so nothing can satisfy it.
+        let stored = decision(serde_json::json!([
+            {"rule": "a", "from": ["dba"], "count": 1, "mode": "any_of", "ttl_seconds": 60, "reason": ""},
+            {"rule": "b", "from": ["dba"], "mode": "any_of", "ttl_seconds": 60, "reason": ""}
+        ]));
+        assert!(requirements_of(Some(&stored)).is_none());
+        assert!(requirements_of(Some(&serde_json::json!({"outcome": "allow"}))).is_none());
+        assert!(requirements_of(None).is_none());
+    }
+
+    #[test]
+    fn request_ids_are_short_stable_and_distinct() {
+        let id = crate::flow::request_id_for("slack", "1.2.abc");
+        assert_eq!(id, crate::flow::request_id_for("slack", "1.2.abc"));
+        assert_ne!(id, crate::flow::request_id_for("discord", "1.2.abc"));
+        assert_eq!(id.len(), 11);
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    }
+}

@@ -73,7 +73,7 @@ impl SlackHttp {
             .with_state(self)
     }
 
-    fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+    fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), (StatusCode, String)> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let now = countersign_control::now_s();
         let signature = header("x-slack-signature");
@@ -93,7 +93,7 @@ impl SlackHttp {
         Ok(())
     }
 
-    fn refuse(&self, code: &str, why: &dyn std::fmt::Display) -> Response {
+    fn refuse(&self, code: &str, why: &dyn std::fmt::Display) -> (StatusCode, String) {
         self.bot.metrics().refused(code);
         tracing::warn!(reason = code, "refused a Slack request: {why}");
         let status = if code == "replay" {
@@ -101,7 +101,7 @@ impl SlackHttp {
         } else {
             StatusCode::UNAUTHORIZED
         };
-        (status, format!("{why}\n")).into_response()
+        (status, format!("{why}\n"))
     }
 }
 
@@ -112,7 +112,7 @@ const UNAVAILABLE: &str =
 async fn commands(State(http): State<Arc<SlackHttp>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     if let Err(refused) = http.check(&headers, &body) {
-        return refused;
+        return refused.into_response();
     }
     let command: SlackCommandEvent = match serde_urlencoded::from_bytes(&body) {
         Ok(command) => command,
@@ -137,7 +137,7 @@ async fn commands(State(http): State<Arc<SlackHttp>>, headers: HeaderMap, body: 
 async fn events(State(http): State<Arc<SlackHttp>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     if let Err(refused) = http.check(&headers, &body) {
-        return refused;
+        return refused.into_response();
     }
     let event: SlackPushEvent = match serde_json::from_slice(&body) {
         Ok(event) => event,

@@ -159,7 +159,7 @@ impl World {
 
     /// Starts an executor for `shop` that posts into Slack threads through the real client.
     pub async fn start_executor(&mut self) {
-        let mut config = ExecutorConfig::new("shop", &unique_name("executor"));
+        let mut config = ExecutorConfig::new("shop", unique_name("executor"));
         config.stream_prefix = self.prefix.clone();
         config.reconcile_every = Duration::from_millis(200);
         let queue = JobQueue::connect(&self.redis_url, &self.prefix)
