@@ -472,5 +472,23 @@ async fn help_pending_and_bad_input_answer_privately() {
         .await
         .to_string();
     assert!(text.contains("`warehouse` is not a target"), "{text}");
+
+    // Slack recycles the connection: the bot reconnects and keeps answering.
+    let opened = world.slack.sockets_opened();
+    world.slack.send_disconnect().await;
+    world
+        .slack
+        .wait_for("a new Socket Mode connection", WAIT, |s| {
+            (s.sockets_opened() > opened).then_some(())
+        })
+        .await;
+    let after = world.slack.send_slash_command(ALICE, ENG, "help").await;
+    world.slack.wait_ack(&after.envelope_id, WAIT).await;
+    world
+        .slack
+        .wait_for("help after the reconnect", WAIT, |s| {
+            s.responses(&after.response_url).pop()
+        })
+        .await;
     bot.stop().await;
 }
