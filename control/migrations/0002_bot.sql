@@ -16,6 +16,8 @@ CREATE UNIQUE INDEX cs_requests_root ON cs_requests (root_platform, root_channel
     WHERE root_ts IS NOT NULL;
 CREATE INDEX cs_requests_live_cards ON cs_requests (updated_at)
     WHERE root_ts IS NOT NULL AND NOT card_final;
+-- Root messages being posted right now: a reaction may arrive before the root is recorded.
+CREATE INDEX cs_requests_roots_in_flight ON cs_requests (root_claimed_at) WHERE root_ts IS NULL;
 CREATE INDEX cs_requests_requester ON cs_requests (requester, state);
 
 -- Every chat event and command the bot accepted, stored before it is acknowledged: a replica

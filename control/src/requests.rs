@@ -561,6 +561,22 @@ pub async fn claim_root(
     Ok(claimed.rows_affected() == 1)
 }
 
+/// Whether some root message is being posted now (claimed within `within`, not yet recorded):
+/// a reaction on a message the bot does not know yet may be on it.
+pub async fn roots_in_flight(
+    pool: &PgPool,
+    within: std::time::Duration,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM cs_requests
+                        WHERE root_ts IS NULL
+                          AND root_claimed_at > now() - make_interval(secs => $1))",
+    )
+    .bind(within.as_secs_f64())
+    .fetch_one(pool)
+    .await?)
+}
+
 /// Records where the root message was posted: the request's thread from now on.
 pub async fn set_root(
     pool: &PgPool,

@@ -33,9 +33,7 @@ pub async fn handle(bot: &Bot, event: &ReactionEvent) -> Result<(), FlowError> {
         return Ok(());
     };
     let pool = bot.store.pool();
-    let Some(stored) =
-        requests::find_by_root(pool, &event.platform, &event.channel, &event.message).await?
-    else {
+    let Some(stored) = find_root(bot, event).await? else {
         // Not one of our root messages.
         return Ok(());
     };
@@ -65,6 +63,25 @@ pub async fn handle(bot: &Bot, event: &ReactionEvent) -> Result<(), FlowError> {
     }
 }
 
+/// The request whose root message the reaction is on. A reviewer can react the moment Slack
+/// shows the message, before the bot has recorded its id: while a root message is being posted,
+/// an unknown message is looked up again for a few seconds before it is taken as not ours.
+async fn find_root(bot: &Bot, event: &ReactionEvent) -> Result<Option<StoredRequest>, FlowError> {
+    let pool = bot.store.pool();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let found =
+            requests::find_by_root(pool, &event.platform, &event.channel, &event.message).await?;
+        if found.is_some()
+            || tokio::time::Instant::now() >= deadline
+            || !requests::roots_in_flight(pool, std::time::Duration::from_secs(10)).await?
+        {
+            return Ok(found);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether `reviewer` counts for at least one of the request's requirements, or why not.
 fn eligibility(
     bot: &Bot,
@@ -89,6 +106,31 @@ fn eligibility(
     }
 }
 
+/// The requester's identity when the reacting reviewer counts for one of the request's
+/// requirements; otherwise posts why `what` ("The approval of <@U1>") does not count, and
+/// returns `None`.
+async fn counting_reviewer(
+    bot: &Bot,
+    stored: &StoredRequest,
+    event: &ReactionEvent,
+    what: &str,
+) -> Result<Option<Identity>, FlowError> {
+    let requester = bot.identity(&stored.requester).await?;
+    let reviewer = bot.identity(&event.user).await?;
+    match eligibility(bot, stored, &requester, &reviewer) {
+        Ok(()) => Ok(Some(requester)),
+        Err(why) => {
+            bot.metrics.approval("ignored_not_eligible");
+            bot.note(
+                stored.reply_to.as_ref(),
+                &format!("{what} does not count: {why}."),
+            )
+            .await;
+            Ok(None)
+        }
+    }
+}
+
 async fn approve(
     bot: &Bot,
     stored: &StoredRequest,
@@ -107,17 +149,11 @@ async fn approve(
         .await;
         return Ok(());
     }
-    let requester = bot.identity(&stored.requester).await?;
-    let reviewer = bot.identity(&event.user).await?;
-    if let Err(why) = eligibility(bot, stored, &requester, &reviewer) {
-        bot.metrics.approval("ignored_not_eligible");
-        bot.note(
-            stored.reply_to.as_ref(),
-            &format!("The approval of {who} does not count: {why}."),
-        )
-        .await;
+    let Some(requester) =
+        counting_reviewer(bot, stored, event, &format!("The approval of {who}")).await?
+    else {
         return Ok(());
-    }
+    };
     match requests::approve(pool, &stored.id, &event.user).await? {
         ApprovalChange::Counted => {
             bot.metrics.approval("counted");
@@ -222,15 +258,10 @@ async fn reject(
         }
         return Ok(());
     }
-    let requester = bot.identity(&stored.requester).await?;
-    let reviewer = bot.identity(&event.user).await?;
-    if let Err(why) = eligibility(bot, stored, &requester, &reviewer) {
-        bot.metrics.approval("ignored_not_eligible");
-        bot.note(
-            stored.reply_to.as_ref(),
-            &format!("The rejection by {who} does not count: {why}."),
-        )
-        .await;
+    if counting_reviewer(bot, stored, event, &format!("The rejection by {who}"))
+        .await?
+        .is_none()
+    {
         return Ok(());
     }
     if requests::transition(
