@@ -322,6 +322,75 @@ pub async fn approve(
     Ok(ApprovalChange::Counted)
 }
 
+/// What [`approve_and_queue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApproveAndQueue {
+    /// The approval and the job were written together; the request is queued.
+    Queued,
+    /// The approvals changed since the caller read them (or the request left `pending`):
+    /// nothing was written; record the approval alone and check the quorum again.
+    Changed,
+}
+
+/// Records the approval that completes a request's quorum and queues its signed job in one
+/// transaction: the request row is locked, the active approvers must still be `expected` (the
+/// set the caller checked the quorum with, without this approver), then the approval, the move
+/// to `queued` and the job (each with its audit entry) are written together.
+pub async fn approve_and_queue(
+    pool: &PgPool,
+    approver: &str,
+    expected: &[String],
+    signed: &SignedJob,
+    job: &Job,
+    reply_to: Option<&ReplyTo>,
+    actor: &str,
+) -> Result<ApproveAndQueue, StoreError> {
+    let mut tx = pool.begin().await?;
+    let pending = sqlx::query(
+        "SELECT target FROM cs_requests
+         WHERE id = $1 AND state = 'pending' AND sql_sha256 = $2 FOR UPDATE",
+    )
+    .bind(&job.request_id)
+    .bind(&job.sql_sha256)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = pending else {
+        tx.rollback().await?;
+        return Ok(ApproveAndQueue::Changed);
+    };
+    let target: String = row.try_get("target")?;
+    if active_approvers_in(&mut tx, &job.request_id).await? != expected {
+        tx.rollback().await?;
+        return Ok(ApproveAndQueue::Changed);
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO cs_approvals (request_id, approver) VALUES ($1, $2)
+         ON CONFLICT (request_id, approver) DO UPDATE
+             SET withdrawn_at = NULL, approved_at = now()
+             WHERE cs_approvals.withdrawn_at IS NOT NULL",
+    )
+    .bind(&job.request_id)
+    .bind(approver)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Ok(ApproveAndQueue::Changed);
+    }
+    let approved = AuditEntry {
+        approvers: active_approvers_in(&mut tx, &job.request_id).await?,
+        ..entry(AuditEvent::Approved, &job.request_id, approver, &target)
+    };
+    crate::audit_log::enqueue(&mut *tx, &approved).await?;
+    sqlx::query("UPDATE cs_requests SET state = 'queued', updated_at = now() WHERE id = $1")
+        .bind(&job.request_id)
+        .execute(&mut *tx)
+        .await?;
+    outbox::insert_job(&mut *tx, signed, job, reply_to, actor).await?;
+    tx.commit().await?;
+    Ok(ApproveAndQueue::Queued)
+}
+
 /// Withdraws an approval (its reaction was removed) while the request is still pending. True
 /// when an approval was withdrawn.
 pub async fn withdraw(pool: &PgPool, id: &str, approver: &str) -> Result<bool, StoreError> {

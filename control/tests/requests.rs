@@ -213,3 +213,82 @@ async fn rejection_cancellation_and_expiry_close_a_request_once() {
     );
     assert!(audit_log::verify(pool).await.expect("verify").holds());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approval_that_completes_the_quorum_is_written_with_the_job_or_not_at_all() {
+    let db = PgDatabase::create().await;
+    let store = ControlStore::connect(&db.url, 4).await.expect("store");
+    let pool = store.pool();
+    let request = new_request("r2", Some(countersign_control::now_ms() + 3_600_000));
+    requests::create(pool, &request, RequestState::Pending)
+        .await
+        .expect("create");
+    assert_eq!(
+        requests::approve(pool, "r2", "slack:U2")
+            .await
+            .expect("approve"),
+        ApprovalChange::Counted
+    );
+    let job = Job {
+        request_id: "r2".into(),
+        target: "prod".into(),
+        sql: request.sql.clone(),
+        sql_sha256: sql_sha256(&request.sql),
+        requester: request.requester.clone(),
+        approvers: vec!["slack:U2".into(), "slack:U3".into()],
+        policy_version: "v1".into(),
+        category: Category::Write,
+        row_limit: Some(1),
+        issued_at: 1,
+        expires_at: u64::MAX,
+    };
+    let signed = JobSigner::from_seed([5; 32]).sign(&job);
+    // The caller checked the quorum without U2's approval (it did not see it yet): nothing is
+    // written, so the caller records the approval alone and checks again.
+    assert_eq!(
+        requests::approve_and_queue(pool, "slack:U3", &[], &signed, &job, None, "bot")
+            .await
+            .expect("changed"),
+        requests::ApproveAndQueue::Changed
+    );
+    assert_eq!(
+        requests::active_approvers(pool, "r2")
+            .await
+            .expect("approvers"),
+        vec!["slack:U2".to_string()]
+    );
+    assert_eq!(outbox::state_of(pool, "r2").await.expect("no job"), None);
+    // With the approvals it checked: the approval, the queued state and the job, together.
+    assert_eq!(
+        requests::approve_and_queue(
+            pool,
+            "slack:U3",
+            &["slack:U2".to_string()],
+            &signed,
+            &job,
+            None,
+            "bot"
+        )
+        .await
+        .expect("queued"),
+        requests::ApproveAndQueue::Queued
+    );
+    assert_eq!(
+        requests::state_of(pool, "r2").await.expect("state"),
+        Some(RequestState::Queued)
+    );
+    assert_eq!(
+        outbox::state_of(pool, "r2").await.expect("job"),
+        Some((JobState::Queued, 0))
+    );
+    assert_eq!(
+        events(&store, "r2").await,
+        [
+            AuditEvent::Received,
+            AuditEvent::Pending,
+            AuditEvent::Approved,
+            AuditEvent::Approved,
+            AuditEvent::Queued
+        ]
+    );
+}

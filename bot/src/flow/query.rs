@@ -12,7 +12,7 @@
 use countersign_control::chat::{CardRequirement, CardState, ReplyTo, RequestCard};
 use countersign_control::requests::{self, NewRequest, RequestState, StoredRequest};
 use countersign_control::submit;
-use countersign_shared::job::{sql_sha256, Job, PreflightRequest};
+use countersign_shared::job::{sql_sha256, Job, PreflightRequest, SignedJob};
 use countersign_shared::policy::{ApprovalMode, ApprovalRequirement, Decision, Outcome, Request};
 use countersign_shared::sql::Category;
 use serde::Serialize;
@@ -336,15 +336,13 @@ async fn post_root(bot: &Bot, stored: &StoredRequest) -> Result<ReplyTo, FlowErr
     Ok(root)
 }
 
-/// Signs the request's job and queues it (request to `queued` and the job into the outbox in
-/// one transaction), then publishes it. False when the request had already left `from`.
-pub(crate) async fn queue_job(
+/// The request's job, signed: approved as it was classified, with `approvers`, valid for the
+/// configured job TTL from now.
+pub(crate) fn signed_job(
     bot: &Bot,
     stored: &StoredRequest,
-    from: RequestState,
     approvers: &[String],
-    thread: Option<&ReplyTo>,
-) -> Result<bool, FlowError> {
+) -> (Job, SignedJob) {
     let issued_at = now() / 1000;
     let category = stored
         .category
@@ -369,28 +367,40 @@ pub(crate) async fn queue_job(
         expires_at: issued_at + bot.config.job_ttl.as_secs(),
     };
     let signed = bot.signer.sign(&job);
-    let pool = bot.store.pool();
-    if !requests::queue(pool, from, &signed, &job, thread, &bot.name).await? {
-        return Ok(false);
-    }
-    match bot
-        .queue
-        .publish(
-            countersign_control::queue::Stream::Jobs,
-            &job.target,
-            &signed,
-        )
-        .await
-    {
+    (job, signed)
+}
+
+/// Publishes a job already in the outbox. A Redis failure is logged, not raised: the job is
+/// durable and the executors' reconciler publishes it.
+pub(crate) async fn publish(bot: &Bot, job: &Job, signed: &SignedJob) -> Result<(), FlowError> {
+    let stream = countersign_control::queue::Stream::Jobs;
+    match bot.queue.publish(stream, &job.target, signed).await {
         Ok(entry) => {
+            let pool = bot.store.pool();
             countersign_control::outbox::mark_published(pool, &job.request_id, &entry).await?;
         }
         Err(error) => {
-            // Durable in the outbox: the executor's reconciler publishes it.
             tracing::warn!(%error, request = %job.request_id, "publishing a job failed; the reconciler will publish it");
         }
     }
     bot.metrics.queued();
+    Ok(())
+}
+
+/// Signs the request's job and queues it (request to `queued` and the job into the outbox in
+/// one transaction), then publishes it. False when the request had already left `from`.
+pub(crate) async fn queue_job(
+    bot: &Bot,
+    stored: &StoredRequest,
+    from: RequestState,
+    approvers: &[String],
+    thread: Option<&ReplyTo>,
+) -> Result<bool, FlowError> {
+    let (job, signed) = signed_job(bot, stored, approvers);
+    if !requests::queue(bot.store.pool(), from, &signed, &job, thread, &bot.name).await? {
+        return Ok(false);
+    }
+    publish(bot, &job, &signed).await?;
     Ok(true)
 }
 

@@ -11,10 +11,12 @@
 //! Approvals are rows keyed by (request, approver), and every state change is conditional, so
 //! the same reaction seen twice (a retry, a second replica) counts once.
 
-use countersign_control::requests::{self, ApprovalChange, RequestState, StoredRequest};
-use countersign_shared::policy::Identity;
+use countersign_control::requests::{
+    self, ApprovalChange, ApproveAndQueue, RequestState, StoredRequest,
+};
+use countersign_shared::policy::{Identity, QuorumStatus};
 
-use super::query::{queue_job, requirements_of};
+use super::query::{publish, queue_job, requirements_of, signed_job};
 use super::{card, Bot, FlowError};
 use crate::chat::ReactionEvent;
 
@@ -106,19 +108,19 @@ fn eligibility(
     }
 }
 
-/// The requester's identity when the reacting reviewer counts for one of the request's
-/// requirements; otherwise posts why `what` ("The approval of <@U1>") does not count, and
-/// returns `None`.
+/// The requester's and the reviewer's identities when the reacting reviewer counts for one of
+/// the request's requirements; otherwise posts why `what` ("The approval of <@U1>") does not
+/// count, and returns `None`.
 async fn counting_reviewer(
     bot: &Bot,
     stored: &StoredRequest,
     event: &ReactionEvent,
     what: &str,
-) -> Result<Option<Identity>, FlowError> {
+) -> Result<Option<(Identity, Identity)>, FlowError> {
     let requester = bot.identity(&stored.requester).await?;
     let reviewer = bot.identity(&event.user).await?;
     match eligibility(bot, stored, &requester, &reviewer) {
-        Ok(()) => Ok(Some(requester)),
+        Ok(()) => Ok(Some((requester, reviewer))),
         Err(why) => {
             bot.metrics.approval("ignored_not_eligible");
             bot.note(
@@ -149,11 +151,14 @@ async fn approve(
         .await;
         return Ok(());
     }
-    let Some(requester) =
+    let Some((requester, reviewer)) =
         counting_reviewer(bot, stored, event, &format!("The approval of {who}")).await?
     else {
         return Ok(());
     };
+    if completes_quorum(bot, stored, &requester, reviewer).await? {
+        return Ok(());
+    }
     match requests::approve(pool, &stored.id, &event.user).await? {
         ApprovalChange::Counted => {
             bot.metrics.approval("counted");
@@ -164,6 +169,84 @@ async fn approve(
         ApprovalChange::AlreadyCounted => check_quorum(bot, stored, &requester, None).await,
         ApprovalChange::NotPending => Ok(()),
     }
+}
+
+/// When this approval completes the quorum, writes it and the job in one transaction
+/// ([`requests::approve_and_queue`]), publishes the job and says so: true. False when it does
+/// not complete the quorum, or the approvals changed meanwhile (then the caller records the
+/// approval alone and checks the quorum again, so concurrent approvals never stall).
+async fn completes_quorum(
+    bot: &Bot,
+    stored: &StoredRequest,
+    requester: &Identity,
+    reviewer: Identity,
+) -> Result<bool, FlowError> {
+    let pool = bot.store.pool();
+    let active = requests::active_approvers(pool, &stored.id).await?;
+    let principal = reviewer.principal.to_string();
+    if active.contains(&principal) {
+        return Ok(false);
+    }
+    let mut identities = Vec::with_capacity(active.len() + 1);
+    for approver in &active {
+        identities.push(bot.identity(approver).await?);
+    }
+    identities.push(reviewer);
+    let Some(requirements) = requirements_of(stored.decision.as_ref()) else {
+        return Ok(false);
+    };
+    let status = bot
+        .policy
+        .check_approvals(&requirements, requester, &identities);
+    if !status.satisfied || requirements.is_empty() {
+        return Ok(false);
+    }
+    let counted = counted_approvers(&identities, &status);
+    let (job, signed) = signed_job(bot, stored, &counted);
+    let outcome = requests::approve_and_queue(
+        pool,
+        &principal,
+        &active,
+        &signed,
+        &job,
+        stored.reply_to.as_ref(),
+        &bot.name,
+    )
+    .await?;
+    if outcome == ApproveAndQueue::Changed {
+        return Ok(false);
+    }
+    bot.metrics.approval("counted");
+    publish(bot, &job, &signed).await?;
+    announce_queued(bot, stored, &counted).await?;
+    Ok(true)
+}
+
+fn counted_approvers(identities: &[Identity], status: &QuorumStatus) -> Vec<String> {
+    identities
+        .iter()
+        .filter(|i| !status.ignored.iter().any(|g| g.approver == i.principal))
+        .map(|i| i.principal.to_string())
+        .collect()
+}
+
+async fn announce_queued(
+    bot: &Bot,
+    stored: &StoredRequest,
+    counted: &[String],
+) -> Result<(), FlowError> {
+    let platform = stored_platform(stored);
+    let names: Vec<String> = counted.iter().map(|p| bot.mention(&platform, p)).collect();
+    card::refresh(bot, &stored.id).await?;
+    bot.note(
+        stored.reply_to.as_ref(),
+        &format!(
+            "Approved by {}. Queued for the executor; the result will appear here.",
+            names.join(" and ")
+        ),
+    )
+    .await;
+    Ok(())
 }
 
 /// Queues the request when its active approvals meet every requirement; otherwise reports the
@@ -187,11 +270,7 @@ async fn check_quorum(
     // Fail closed: a request whose requirements did not read back is never satisfied.
     let satisfied = status.satisfied && !requirements.is_empty();
     if satisfied {
-        let counted: Vec<String> = identities
-            .iter()
-            .filter(|i| !status.ignored.iter().any(|g| g.approver == i.principal))
-            .map(|i| i.principal.to_string())
-            .collect();
+        let counted = counted_approvers(&identities, &status);
         if queue_job(
             bot,
             stored,
@@ -201,19 +280,7 @@ async fn check_quorum(
         )
         .await?
         {
-            let names: Vec<String> = counted
-                .iter()
-                .map(|p| bot.mention(&stored_platform(stored), p))
-                .collect();
-            card::refresh(bot, &stored.id).await?;
-            bot.note(
-                stored.reply_to.as_ref(),
-                &format!(
-                    "Approved by {}. Queued for the executor; the result will appear here.",
-                    names.join(" and ")
-                ),
-            )
-            .await;
+            announce_queued(bot, stored, &counted).await?;
         }
         return Ok(());
     }
