@@ -1,0 +1,1 @@
+//! Countersign's Discord REST client (placeholder; being written).
