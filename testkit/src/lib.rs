@@ -13,7 +13,10 @@
 //! - [`free_port`], [`unique_name`]: small helpers.
 //! - [`slack`]: a fake Slack (Web API, Socket Mode, signed HTTP events) that the real
 //!   slack-morphism client and the bot talk to.
+//! - [`discord`]: a fake Discord (REST under `/api/v10`, the gateway websocket) that the real
+//!   serenity client and the bot talk to.
 
+pub mod discord;
 pub mod slack;
 
 use std::net::TcpListener;
