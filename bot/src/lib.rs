@@ -9,6 +9,8 @@
 //! - [`flow`]: the approval flow on the control store: one module per command, reactions, the
 //!   root message, the upkeep loop.
 //! - [`slack`]: the Slack adapter: Socket Mode and the HTTP Events API with signature checks.
+//! - [`discord`]: the Discord adapter: the `/query` application command, threads from request
+//!   messages, reactions through the gateway.
 //! - [`automation`]: the authenticated HTTP endpoint scripts and scheduled jobs submit through.
 //! - [`http`]: the HTTP server: health, readiness, metrics, Slack's HTTP endpoints, automation.
 //! - [`metrics`]: Prometheus metrics.
@@ -17,6 +19,7 @@
 pub mod automation;
 pub mod chat;
 pub mod command;
+pub mod discord;
 pub mod flow;
 pub mod http;
 pub mod metrics;

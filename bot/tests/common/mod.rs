@@ -159,6 +159,15 @@ impl World {
 
     /// Starts an executor for `shop` that posts into Slack threads through the real client.
     pub async fn start_executor(&mut self) {
+        let poster = Arc::new(self.slack_api());
+        self.start_executor_with(poster).await;
+    }
+
+    /// Starts an executor for `shop` posting through `poster`.
+    pub async fn start_executor_with(
+        &mut self,
+        poster: Arc<dyn countersign_control::chat::ChatPoster>,
+    ) {
         let mut config = ExecutorConfig::new("shop", unique_name("executor"));
         config.stream_prefix = self.prefix.clone();
         config.reconcile_every = Duration::from_millis(200);
@@ -178,7 +187,7 @@ impl World {
                 store: self.store.clone(),
                 queue,
                 db,
-                poster: Arc::new(self.slack_api()),
+                poster,
             },
         )
         .expect("executor");
