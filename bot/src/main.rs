@@ -4,7 +4,8 @@
 //!
 //! Secrets come only from the environment (or files named by `*_FILE` variables) and are never
 //! logged: COUNTERSIGN_CONTROL_DATABASE_URL, COUNTERSIGN_REDIS_URL, COUNTERSIGN_SIGNING_KEY,
-//! SLACK_BOT_TOKEN, SLACK_APP_TOKEN (Socket Mode), SLACK_SIGNING_SECRET (HTTP mode).
+//! SLACK_BOT_TOKEN, SLACK_APP_TOKEN (Socket Mode), SLACK_SIGNING_SECRET (HTTP mode),
+//! DISCORD_BOT_TOKEN (with `--discord-guilds`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use countersign_bot::automation::{self, Automation, ServiceTokens};
+use countersign_bot::discord::adapter::DiscordAdapter;
+use countersign_bot::discord::gateway::DiscordGateway;
 use countersign_bot::http::{self, Health};
 use countersign_bot::slack::adapter::SlackAdapter;
 use countersign_bot::slack::events::SlackHttp;
@@ -64,6 +67,14 @@ struct Args {
     /// Socket Mode websockets kept open.
     #[arg(long, env = "COUNTERSIGN_SLACK_CONNECTIONS", default_value_t = 2)]
     slack_connections: u32,
+    /// Discord guild ids to serve (comma-separated): `/query` is registered in each, and the
+    /// first one's roles are the policy's `discord-role:` groups. Discord is on when this is set
+    /// (needs DISCORD_BOT_TOKEN).
+    #[arg(long, env = "COUNTERSIGN_DISCORD_GUILDS", value_delimiter = ',')]
+    discord_guilds: Vec<u64>,
+    /// The Discord API base URL (tests point it at a fake Discord).
+    #[arg(long, env = "COUNTERSIGN_DISCORD_API_URL")]
+    discord_api_url: Option<String>,
     /// Reactions that approve (comma-separated names without colons).
     #[arg(
         long,
@@ -91,9 +102,12 @@ struct Args {
     #[arg(long, env = "COUNTERSIGN_SERVICE_TOKENS_FILE")]
     service_tokens: Option<PathBuf>,
     /// Where automation requests are posted when their target names no review channel
-    /// (a Slack channel id or name).
+    /// (a Slack channel id or name, or a Discord channel id).
     #[arg(long, env = "COUNTERSIGN_AUTOMATION_CHANNEL")]
     automation_channel: Option<String>,
+    /// The platform of the automation channel: `slack` or `discord`.
+    #[arg(long, env = "COUNTERSIGN_AUTOMATION_PLATFORM", default_value = "slack", value_parser = ["slack", "discord"])]
+    automation_platform: String,
     /// The first part of every Redis key (the executors' must match).
     #[arg(long, env = "COUNTERSIGN_STREAM_PREFIX", default_value = "countersign")]
     stream_prefix: String,
@@ -148,10 +162,15 @@ fn seconds(value: f64, flag: &str) -> Result<Duration> {
 }
 
 fn init_logs(format: &str) {
-    let filter =
+    let mut filter =
         tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("info,sqlx=warn,slack_morphism=warn")
         });
+    // serenity's debug spans record request routes, which hold interaction tokens: never below
+    // warn, whatever COUNTERSIGN_LOG says.
+    if let Ok(directive) = "serenity=warn".parse() {
+        filter = filter.add_directive(directive);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -208,7 +227,7 @@ async fn run(args: Args) -> Result<()> {
         automation_channel: args
             .automation_channel
             .clone()
-            .map(|channel| ("slack".to_string(), channel)),
+            .map(|channel| (args.automation_platform.clone(), channel)),
         upkeep_every: seconds(args.upkeep_seconds, "upkeep-seconds")?,
         takeover_after: seconds(args.takeover_seconds, "takeover-seconds")?,
     };
@@ -229,6 +248,21 @@ async fn run(args: Args) -> Result<()> {
         let api = builder.build().context("setting up the Slack client")?;
         slack_client = Some(api.client());
         bot = bot.with_adapter(SlackAdapter::new(api));
+    }
+    let mut discord = None;
+    if let Some(first) = args.discord_guilds.first() {
+        let guild = serenity::all::GuildId::new(
+            std::num::NonZeroU64::new(*first)
+                .context("--discord-guilds: a guild id is never 0")?
+                .get(),
+        );
+        let mut builder = countersign_discord::DiscordApi::builder(secret("DISCORD_BOT_TOKEN")?);
+        if let Some(url) = &args.discord_api_url {
+            builder = builder.base_url(url.clone());
+        }
+        let api = builder.build().context("setting up the Discord client")?;
+        bot = bot.with_adapter(DiscordAdapter::new(api.clone(), guild));
+        discord = Some(api);
     }
     let bot = Arc::new(bot);
 
@@ -267,6 +301,19 @@ async fn run(args: Args) -> Result<()> {
         _ => None,
     };
 
+    let gateway = match discord {
+        Some(api) => {
+            let guilds = args
+                .discord_guilds
+                .iter()
+                .filter_map(|id| std::num::NonZeroU64::new(*id))
+                .map(|id| serenity::all::GuildId::new(id.get()))
+                .collect();
+            Some(DiscordGateway::start(bot.clone(), api, guilds).await?)
+        }
+        None => None,
+    };
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -287,6 +334,9 @@ async fn run(args: Args) -> Result<()> {
         .context("serving HTTP")?;
     if let Some(socket) = socket {
         socket.shutdown().await;
+    }
+    if let Some(gateway) = gateway {
+        gateway.shutdown().await;
     }
     let drain = seconds(args.drain_seconds, "drain-seconds")?;
     if tokio::time::timeout(drain, upkeep).await.is_err() {

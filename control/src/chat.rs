@@ -345,3 +345,41 @@ impl RequestCard {
         out.trim_end().to_string()
     }
 }
+
+/// Posts each message through the poster of its thread's platform (an executor serving teams on
+/// Slack and on Discord). A platform without a poster is an error, never a silent drop.
+#[derive(Default, Clone)]
+pub struct PlatformPoster {
+    posters: Vec<(String, Arc<dyn ChatPoster>)>,
+}
+
+impl PlatformPoster {
+    /// No platforms yet.
+    pub fn new() -> PlatformPoster {
+        PlatformPoster::default()
+    }
+
+    /// Adds the poster for `platform` (`slack`, `discord`, ...).
+    pub fn with(mut self, platform: &str, poster: Arc<dyn ChatPoster>) -> PlatformPoster {
+        self.posters.push((platform.to_string(), poster));
+        self
+    }
+
+    /// True when no platform has a poster.
+    pub fn is_empty(&self) -> bool {
+        self.posters.is_empty()
+    }
+}
+
+impl ChatPoster for PlatformPoster {
+    fn post<'a>(&'a self, to: &'a ReplyTo, message: &'a ThreadMessage) -> PostFuture<'a> {
+        match self
+            .posters
+            .iter()
+            .find(|(platform, _)| *platform == to.platform)
+        {
+            Some((_, poster)) => poster.post(to, message),
+            None => Box::pin(async move { Err(ChatError::UnknownPlatform(to.platform.clone())) }),
+        }
+    }
+}

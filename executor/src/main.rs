@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use countersign_control::chat::{ChatPoster, JsonLinesPoster, PostFuture, ReplyTo, ThreadMessage};
+use countersign_control::chat::{
+    ChatPoster, JsonLinesPoster, PlatformPoster, PostFuture, ReplyTo, ThreadMessage,
+};
 use countersign_control::queue::JobQueue;
 use countersign_control::store::ControlStore;
 use countersign_executor::execute::{
@@ -28,8 +30,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Secrets are read from the environment (or from the file a `*_FILE` variable names):
 /// COUNTERSIGN_TARGET_DATABASE_URL (the target's credentials), COUNTERSIGN_CONTROL_DATABASE_URL
-/// (the control PostgreSQL), COUNTERSIGN_REDIS_URL, and SLACK_BOT_TOKEN (optional: post results
-/// into Slack threads).
+/// (the control PostgreSQL), COUNTERSIGN_REDIS_URL, and SLACK_BOT_TOKEN / DISCORD_BOT_TOKEN
+/// (optional: post results into Slack or Discord threads).
 #[derive(Parser, Debug)]
 #[command(name = "countersign-executor", version)]
 struct Args {
@@ -83,9 +85,21 @@ struct Args {
     /// threads when SLACK_BOT_TOKEN is set.
     #[arg(long, env = "COUNTERSIGN_SLACK_API_URL")]
     slack_api_url: Option<String>,
+    /// The Discord API base URL (tests point it at a fake Discord). Results are posted to
+    /// Discord threads when DISCORD_BOT_TOKEN is set.
+    #[arg(long, env = "COUNTERSIGN_DISCORD_API_URL")]
+    discord_api_url: Option<String>,
     /// Log format.
     #[arg(long, env = "COUNTERSIGN_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
+}
+
+/// Reads an optional secret from `NAME`, or from the file `NAME_FILE` names.
+fn optional_secret(name: &str) -> Result<Option<String>> {
+    if std::env::var(name).is_err() && std::env::var(format!("{name}_FILE")).is_err() {
+        return Ok(None);
+    }
+    secret(name).map(|value| Some(value.trim().to_string()))
 }
 
 /// Reads a secret from `NAME`, or from the file `NAME_FILE` names.
@@ -195,23 +209,39 @@ async fn run(args: Args) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?,
         ),
     };
-    let slack_token = match std::env::var("SLACK_BOT_TOKEN_FILE") {
-        Ok(_) => Some(secret("SLACK_BOT_TOKEN")?),
-        Err(_) => std::env::var("SLACK_BOT_TOKEN").ok(),
-    };
-    let poster: Arc<dyn ChatPoster> = match (&args.chat_log, slack_token) {
-        (Some(path), _) => Arc::new(
+    let poster: Arc<dyn ChatPoster> = match &args.chat_log {
+        Some(path) => Arc::new(
             JsonLinesPoster::open(path)
                 .with_context(|| format!("opening the chat log {}", path.display()))?,
         ),
-        (None, Some(token)) => {
-            let mut builder = countersign_slack::SlackApi::builder(token.trim());
-            if let Some(url) = &args.slack_api_url {
-                builder = builder.api_url(url.clone());
+        None => {
+            let mut platforms = PlatformPoster::new();
+            if let Some(token) = optional_secret("SLACK_BOT_TOKEN")? {
+                let mut builder = countersign_slack::SlackApi::builder(token);
+                if let Some(url) = &args.slack_api_url {
+                    builder = builder.api_url(url.clone());
+                }
+                platforms = platforms.with(
+                    "slack",
+                    Arc::new(builder.build().context("setting up the Slack client")?),
+                );
             }
-            Arc::new(builder.build().context("setting up the Slack client")?)
+            if let Some(token) = optional_secret("DISCORD_BOT_TOKEN")? {
+                let mut builder = countersign_discord::DiscordApi::builder(token);
+                if let Some(url) = &args.discord_api_url {
+                    builder = builder.base_url(url.clone());
+                }
+                platforms = platforms.with(
+                    "discord",
+                    Arc::new(builder.build().context("setting up the Discord client")?),
+                );
+            }
+            if platforms.is_empty() {
+                Arc::new(LogPoster)
+            } else {
+                Arc::new(platforms)
+            }
         }
-        (None, None) => Arc::new(LogPoster),
     };
     let executor = Executor::new(
         config,
