@@ -200,6 +200,10 @@ impl DiscordWorld {
 async fn an_allowed_select_on_discord_answers_in_a_thread() {
     let world = DiscordWorld::new(&policy_text()).await;
     let bot = world.bot("discord-bot").await;
+    // Discord rate-limits the next two message posts: they are waited out and retried.
+    world
+        .discord
+        .rate_limit("POST", "/channels/*/messages", 2, Duration::from_millis(200));
     let sent = world
         .discord
         .send_command(
@@ -236,6 +240,13 @@ async fn an_allowed_select_on_discord_answers_in_a_thread() {
     );
     world.card_shows(&card, "Succeeded").await;
     world.private_answer(sent.interaction_id, "Allowed").await;
+    let limited = world
+        .discord
+        .calls()
+        .iter()
+        .filter(|c| c.status == 429)
+        .count();
+    assert_eq!(limited, 2, "both 429s were seen and retried");
     assert!(
         world.discord.problems().is_empty(),
         "{:?}",
