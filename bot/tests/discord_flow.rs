@@ -201,9 +201,12 @@ async fn an_allowed_select_on_discord_answers_in_a_thread() {
     let world = DiscordWorld::new(&policy_text()).await;
     let bot = world.bot("discord-bot").await;
     // Discord rate-limits the next two message posts: they are waited out and retried.
-    world
-        .discord
-        .rate_limit("POST", "/channels/*/messages", 2, Duration::from_millis(200));
+    world.discord.rate_limit(
+        "POST",
+        "/channels/*/messages",
+        2,
+        Duration::from_millis(200),
+    );
     let sent = world
         .discord
         .send_command(
