@@ -68,6 +68,11 @@ impl RunningDiscordBot {
 
 impl DiscordWorld {
     async fn new(policy: &str) -> DiscordWorld {
+        // The bot's logs, shown with a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn,countersign_bot=debug,countersign_discord=debug,sqlx=debug")
+            .with_test_writer()
+            .try_init();
         let mut world = World::with_policy(policy).await;
         let discord = FakeDiscord::start().await;
         discord.set_member_roles(ALICE_ID, &[ENGINEERS]);
@@ -85,6 +90,7 @@ impl DiscordWorld {
     fn api(&self) -> DiscordApi {
         DiscordApi::builder("discord-bot-token")
             .base_url(self.discord.base_url())
+            .request_timeout(Duration::from_secs(3))
             .build()
             .expect("discord api")
     }

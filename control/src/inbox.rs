@@ -32,6 +32,16 @@ pub async fn accept(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Renews this replica's claim on an event it is still handling, so no other replica takes it
+/// over while it works.
+pub async fn renew(pool: &PgPool, key: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE cs_inbox SET claimed_at = now() WHERE key = $1 AND done_at IS NULL")
+        .bind(key)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Marks an event handled.
 pub async fn finish(pool: &PgPool, key: &str) -> Result<(), StoreError> {
     sqlx::query("UPDATE cs_inbox SET done_at = now() WHERE key = $1 AND done_at IS NULL")

@@ -41,14 +41,17 @@ pub async fn run(bot: &Bot, origin: &Origin, request_id: &str) -> Result<String,
             "Request `{request_id}` changed meanwhile (now {now}); nothing was cancelled."
         ));
     }
-    let platform = stored
-        .reply_to
+    let thread = match stored.reply_to.clone() {
+        Some(thread) => Some(thread),
+        None => super::card::wait_for_thread(bot, request_id).await?,
+    };
+    let platform = thread
         .as_ref()
         .map_or(origin.platform.as_str(), |r| r.platform.as_str());
     let who = bot.mention(platform, &origin.user);
     card::refresh_with(bot, request_id, Some(format!("Cancelled by {who}."))).await?;
     bot.note(
-        stored.reply_to.as_ref(),
+        thread.as_ref(),
         &format!("{who} cancelled the request. It will not run."),
     )
     .await;

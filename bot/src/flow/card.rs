@@ -85,6 +85,26 @@ pub async fn current(bot: &Bot, stored: &StoredRequest) -> Result<RequestCard, F
     Ok(card)
 }
 
+/// The request's thread, waiting a few seconds for a root message being posted right now (a
+/// request cancelled the moment it appeared): its note belongs in that thread.
+pub async fn wait_for_thread(
+    bot: &Bot,
+    request_id: &str,
+) -> Result<Option<countersign_control::chat::ReplyTo>, FlowError> {
+    let pool = bot.store.pool();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let in_flight = requests::roots_in_flight(pool, std::time::Duration::from_secs(10)).await?;
+        let thread = requests::load(pool, request_id)
+            .await?
+            .and_then(|stored| stored.reply_to);
+        if thread.is_some() || !in_flight || tokio::time::Instant::now() >= deadline {
+            return Ok(thread);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Updates a request's posted card to its current state and records what it shows. A request
 /// without a root message is left alone; `detail` (who rejected, ...) is kept on the card from
 /// now on.

@@ -191,7 +191,23 @@ impl Bot {
     /// Handles a stored event and marks it finished. A failure leaves it unfinished, so the
     /// upkeep loop retries it later.
     pub(crate) async fn handle_and_finish(&self, key: &str, event: Inbound) {
-        match self.handle(event).await {
+        // Keep the claim fresh while handling, so a slow event (a preflight, a rate-limited
+        // chat call) is never taken over by another replica while this one still works on it.
+        let every = (self.config.takeover_after / 3).max(std::time::Duration::from_millis(100));
+        let renew = async {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(error) = inbox::renew(self.store.pool(), key).await {
+                    tracing::warn!(%error, %key, "could not renew the claim on an event");
+                }
+            }
+        };
+        let handled = tokio::select! {
+            biased;
+            handled = self.handle(event) => handled,
+            () = renew => unreachable!("the renewal loop never ends"),
+        };
+        match handled {
             Ok(()) => {
                 if let Err(error) = inbox::finish(self.store.pool(), key).await {
                     tracing::warn!(%error, %key, "could not mark an event finished; it will be handled again");

@@ -72,12 +72,12 @@ async fn find_root(bot: &Bot, event: &ReactionEvent) -> Result<Option<StoredRequ
     let pool = bot.store.pool();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
+        // In-flight first, then the lookup: a root recorded between the two is found by the
+        // lookup; one claimed after the in-flight check was not shown yet, so nobody reacted.
+        let in_flight = requests::roots_in_flight(pool, std::time::Duration::from_secs(10)).await?;
         let found =
             requests::find_by_root(pool, &event.platform, &event.channel, &event.message).await?;
-        if found.is_some()
-            || tokio::time::Instant::now() >= deadline
-            || !requests::roots_in_flight(pool, std::time::Duration::from_secs(10)).await?
-        {
+        if found.is_some() || !in_flight || tokio::time::Instant::now() >= deadline {
             return Ok(found);
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
