@@ -24,13 +24,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use countersign_control::requests::{self, RequestState, StoredRequest};
+use countersign_control::requests::{self, RequestState};
 use countersign_shared::audit::{AuditEntry, AuditEvent};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::chat::Origin;
+use crate::flow::card::shown_state;
+use crate::flow::query::decision_reasons;
 use crate::flow::{query, request_id_for, Bot};
 
 /// Why a token file could not be read.
@@ -284,14 +286,6 @@ pub struct StatusQuery {
     pub wait_seconds: Option<u64>,
 }
 
-/// The state a stored request is in, as the automation API names it.
-fn api_state(stored: &StoredRequest) -> String {
-    match (stored.state, &stored.job_state) {
-        (RequestState::Queued, Some(job)) => job.clone(),
-        (state, _) => state.as_str().to_string(),
-    }
-}
-
 fn is_final(state: &str) -> bool {
     !matches!(state, "received" | "pending" | "queued" | "running")
 }
@@ -320,14 +314,9 @@ async fn status(
                 );
             }
         };
-        let state = api_state(&stored);
+        // The API names states as the card does: the job's once queued.
+        let state = shown_state(&stored);
         if is_final(&state) || tokio::time::Instant::now() >= deadline {
-            let reasons: Vec<String> = stored
-                .decision
-                .as_ref()
-                .and_then(|d| d.get("reasons"))
-                .and_then(|r| serde_json::from_value(r.clone()).ok())
-                .unwrap_or_default();
             let mut body = serde_json::json!({
                 "request_id": stored.id,
                 "state": state,
@@ -337,7 +326,7 @@ async fn status(
                 "summary": stored.job_summary,
             });
             if stored.state == RequestState::Denied {
-                body["reasons"] = serde_json::json!(reasons);
+                body["reasons"] = serde_json::json!(decision_reasons(stored.decision.as_ref()));
             }
             if is_final(&state) {
                 // The newest sealed audit record of the request: what the thread's audit line

@@ -137,25 +137,6 @@ struct Args {
     log_format: String,
 }
 
-/// Reads a secret from `NAME`, or from the file `NAME_FILE` names.
-fn secret(name: &str) -> Result<String> {
-    optional_secret(name)?
-        .with_context(|| format!("set {name} (or {name}_FILE to a file holding it)"))
-}
-
-fn optional_secret(name: &str) -> Result<Option<String>> {
-    if let Ok(value) = std::env::var(name) {
-        return Ok(Some(value.trim().to_string()));
-    }
-    let file_var = format!("{name}_FILE");
-    if let Ok(path) = std::env::var(&file_var) {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {file_var} ({path})"))?;
-        return Ok(Some(text.trim().to_string()));
-    }
-    Ok(None)
-}
-
 fn seconds(value: f64, flag: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(value)
         .with_context(|| format!("--{flag} must be a positive number of seconds"))
@@ -367,4 +348,9 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
+}
+
+/// Reads a secret from `NAME`, or from the file `NAME_FILE` names.
+fn secret(name: &str) -> Result<String> {
+    Ok(countersign_control::secrets::required(name)?)
 }

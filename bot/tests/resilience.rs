@@ -273,12 +273,15 @@ async fn two_replicas_on_the_same_events_post_once_and_count_each_reaction_once(
         .slash_command_frame(ALICE, ENG, &format!("shop {sql}"));
     world.slack.send_envelope_to_all(command).await;
     let root = world.root_containing(REVIEW, sql).await;
-    for (user, _) in [(BOB, 0), (CAROL, 1)] {
+    for (user, note) in [(BOB, "<@UBOB> approved"), (CAROL, "Approved by")] {
         let (reaction, _) =
             world
                 .slack
                 .reaction_frame(true, user, "white_check_mark", &root.channel, &root.ts);
         world.slack.send_envelope_to_all(reaction).await;
+        // One reviewer after the other: two approvals that land together are queued with a
+        // single "Approved by" note and no progress note, which this test would miscount.
+        world.reply_containing(&root, note).await;
     }
     world.reply_containing(&root, "Audit #").await;
     // Eight rows against a limit of five: the row guard rolls it back, once.

@@ -15,6 +15,7 @@
 //!   reclaim stuck deliveries; and the preflight request/reply channel.
 //! - [`inbox`]: the bot's inbox: chat events stored before they are acknowledged, handled once
 //!   across replicas, taken over when a replica dies.
+//! - [`secrets`]: secrets from the environment or mounted files, for the binaries.
 //! - [`submit`]: the bot's side: write a job to the outbox and publish it; ask for a preflight.
 //! - [`chat`]: where a request's thread is ([`chat::ReplyTo`]), the [`chat::ChatPoster`] trait
 //!   and a recording implementation for tests.
@@ -27,6 +28,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod queue;
 pub mod requests;
+pub mod secrets;
 pub mod store;
 pub mod submit;
 

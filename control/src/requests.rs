@@ -282,6 +282,25 @@ pub enum ApprovalChange {
     NotPending,
 }
 
+/// Adds an approval, or restores a withdrawn one. False when it was already active.
+async fn insert_approval(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+    approver: &str,
+) -> Result<bool, StoreError> {
+    let changed = sqlx::query(
+        "INSERT INTO cs_approvals (request_id, approver) VALUES ($1, $2)
+         ON CONFLICT (request_id, approver) DO UPDATE
+             SET withdrawn_at = NULL, approved_at = now()
+             WHERE cs_approvals.withdrawn_at IS NOT NULL",
+    )
+    .bind(id)
+    .bind(approver)
+    .execute(&mut *conn)
+    .await?;
+    Ok(changed.rows_affected() == 1)
+}
+
 /// Records an approval of a pending request (idempotent), with its audit entry.
 pub async fn approve(
     pool: &PgPool,
@@ -299,17 +318,7 @@ pub async fn approve(
         return Ok(ApprovalChange::NotPending);
     };
     let target: String = row.try_get("target")?;
-    let changed = sqlx::query(
-        "INSERT INTO cs_approvals (request_id, approver) VALUES ($1, $2)
-         ON CONFLICT (request_id, approver) DO UPDATE
-             SET withdrawn_at = NULL, approved_at = now()
-             WHERE cs_approvals.withdrawn_at IS NOT NULL",
-    )
-    .bind(id)
-    .bind(approver)
-    .execute(&mut *tx)
-    .await?;
-    if changed.rows_affected() == 0 {
+    if !insert_approval(&mut tx, id, approver).await? {
         tx.rollback().await?;
         return Ok(ApprovalChange::AlreadyCounted);
     }
@@ -363,17 +372,7 @@ pub async fn approve_and_queue(
         tx.rollback().await?;
         return Ok(ApproveAndQueue::Changed);
     }
-    let inserted = sqlx::query(
-        "INSERT INTO cs_approvals (request_id, approver) VALUES ($1, $2)
-         ON CONFLICT (request_id, approver) DO UPDATE
-             SET withdrawn_at = NULL, approved_at = now()
-             WHERE cs_approvals.withdrawn_at IS NOT NULL",
-    )
-    .bind(&job.request_id)
-    .bind(approver)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() != 1 {
+    if !insert_approval(&mut tx, &job.request_id, approver).await? {
         tx.rollback().await?;
         return Ok(ApproveAndQueue::Changed);
     }

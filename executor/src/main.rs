@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use countersign_control::chat::{
     ChatPoster, JsonLinesPoster, PlatformPoster, PostFuture, ReplyTo, ThreadMessage,
@@ -92,28 +92,6 @@ struct Args {
     /// Log format.
     #[arg(long, env = "COUNTERSIGN_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
-}
-
-/// Reads an optional secret from `NAME`, or from the file `NAME_FILE` names.
-fn optional_secret(name: &str) -> Result<Option<String>> {
-    if std::env::var(name).is_err() && std::env::var(format!("{name}_FILE")).is_err() {
-        return Ok(None);
-    }
-    secret(name).map(|value| Some(value.trim().to_string()))
-}
-
-/// Reads a secret from `NAME`, or from the file `NAME_FILE` names.
-fn secret(name: &str) -> Result<String> {
-    if let Ok(value) = std::env::var(name) {
-        return Ok(value);
-    }
-    let file_var = format!("{name}_FILE");
-    if let Ok(path) = std::env::var(&file_var) {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {file_var} ({path})"))?;
-        return Ok(text.trim().to_string());
-    }
-    bail!("set {name} (or {file_var} to a file holding it)")
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration> {
@@ -301,4 +279,14 @@ fn default_executor_id() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "executor".into());
     format!("{host}-{}", std::process::id())
+}
+
+/// Reads a secret from `NAME`, or from the file `NAME_FILE` names.
+fn secret(name: &str) -> Result<String> {
+    Ok(countersign_control::secrets::required(name)?)
+}
+
+/// Reads an optional secret from `NAME`, or from the file `NAME_FILE` names.
+fn optional_secret(name: &str) -> Result<Option<String>> {
+    Ok(countersign_control::secrets::optional(name)?)
 }

@@ -214,6 +214,19 @@ pub fn render_table(table: &ResultTable) -> String {
     out
 }
 
+/// `1234567` → `1,234,567`.
+pub fn group_digits(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 fn plural(count: u64, word: &str) -> String {
     if count == 1 {
         word.to_string()

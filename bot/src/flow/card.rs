@@ -50,10 +50,7 @@ pub async fn current(bot: &Bot, stored: &StoredRequest) -> Result<RequestCard, F
         CardState::AwaitingApproval => {
             let requirements = requirements_of(stored.decision.as_ref()).unwrap_or_default();
             let requester = bot.identity(&stored.requester).await?;
-            let mut identities = Vec::with_capacity(approvers.len());
-            for approver in &approvers {
-                identities.push(bot.identity(approver).await?);
-            }
+            let identities = bot.identities(&approvers).await?;
             let status = bot
                 .policy
                 .check_approvals(&requirements, &requester, &identities);

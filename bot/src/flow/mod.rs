@@ -309,6 +309,18 @@ impl Bot {
         Ok(Identity::new(principal).with_groups(groups))
     }
 
+    /// The identities of several principals (approvers), in order.
+    pub(crate) async fn identities(
+        &self,
+        principals: &[String],
+    ) -> Result<Vec<Identity>, FlowError> {
+        let mut identities = Vec::with_capacity(principals.len() + 1);
+        for principal in principals {
+            identities.push(self.identity(principal).await?);
+        }
+        Ok(identities)
+    }
+
     /// Posts a note into a request's thread; a failure is logged, not raised (the state change
     /// it reports is already stored and shown on the card).
     pub(crate) async fn note(&self, thread: Option<&ReplyTo>, text: &str) {

@@ -474,7 +474,8 @@ fn review_reasons(decision: &Decision) -> Vec<String> {
     reasons
 }
 
-fn decision_reasons(decision: Option<&serde_json::Value>) -> Vec<String> {
+/// The reasons stored with a decision.
+pub(crate) fn decision_reasons(decision: Option<&serde_json::Value>) -> Vec<String> {
     decision
         .and_then(|d| d.get("reasons"))
         .and_then(|r| serde_json::from_value(r.clone()).ok())

@@ -187,10 +187,7 @@ async fn completes_quorum(
     if active.contains(&principal) {
         return Ok(false);
     }
-    let mut identities = Vec::with_capacity(active.len() + 1);
-    for approver in &active {
-        identities.push(bot.identity(approver).await?);
-    }
+    let mut identities = bot.identities(&active).await?;
     identities.push(reviewer);
     let Some(requirements) = requirements_of(stored.decision.as_ref()) else {
         return Ok(false);
@@ -259,10 +256,7 @@ async fn check_quorum(
 ) -> Result<(), FlowError> {
     let pool = bot.store.pool();
     let approvers = requests::active_approvers(pool, &stored.id).await?;
-    let mut identities = Vec::with_capacity(approvers.len());
-    for approver in &approvers {
-        identities.push(bot.identity(approver).await?);
-    }
+    let identities = bot.identities(&approvers).await?;
     let requirements = requirements_of(stored.decision.as_ref()).unwrap_or_default();
     let status = bot
         .policy

@@ -378,18 +378,7 @@ pub fn fit_plain(text: &str, max: usize) -> String {
     out
 }
 
-/// `1234567` → `1,234,567`.
-pub fn group_digits(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
+pub use countersign_shared::summary::group_digits;
 
 /// A Discord timestamp every reader sees in their own time zone, relative: `<t:1700000000:R>`
 /// ("in 2 hours").

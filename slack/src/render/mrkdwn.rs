@@ -258,18 +258,7 @@ pub fn fit(text: &str, max: usize) -> String {
     out
 }
 
-/// `1234567` → `1,234,567`.
-pub fn group_digits(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
+pub use countersign_shared::summary::group_digits;
 
 /// Slack's date formatting for a Unix time: readers see it in their own time zone, clients
 /// that cannot format dates see the UTC fallback.
