@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the services the integration tests use are running on loopback:
 #   PostgreSQL 127.0.0.1:5432 (user postgres, trust auth), MariaDB 127.0.0.1:3306 (root, empty
-#   password) and redis-server (tests start private Redis servers of their own as well).
+#   password) and redis-server (tests start private Redis servers of their own as well), and that
+#   Chromium and ChromeDriver are installed for the console's browser test.
 # Starts a stopped service; installs a missing one with apt-get (Debian/Ubuntu, needs root or
 # sudo). Tests can point elsewhere with COUNTERSIGN_TEST_POSTGRES, COUNTERSIGN_TEST_MYSQL and
 # COUNTERSIGN_TEST_REDIS; then this script checks nothing for that service.
@@ -60,7 +61,15 @@ ensure_redis() {
     wait_for 6379 Redis
 }
 
+# The console's browser test drives Debian's Chromium through ChromeDriver.
+ensure_browser() {
+    [ -n "${COUNTERSIGN_TEST_CHROMEDRIVER:-}" ] && return 0
+    command -v chromedriver >/dev/null && command -v chromium >/dev/null && return 0
+    apt_install chromium chromium-driver
+}
+
 ensure_postgres
 ensure_mariadb
 ensure_redis
-say "PostgreSQL, MariaDB and Redis are up"
+ensure_browser
+say "PostgreSQL, MariaDB, Redis, Chromium and ChromeDriver are ready"

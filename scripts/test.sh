@@ -2,9 +2,10 @@
 # The whole test suite, as CI runs it (.ci/run calls this script).
 #   scripts/test.sh
 # Checks formatting and lints, runs every test (unit, integration, property, corpus, end to end
-# against the real PostgreSQL, MariaDB and Redis), and runs the example policy's expectations
-# through the CLI. Needs the Rust toolchain; scripts/services.sh starts the database servers (or
-# installs them with apt-get on a fresh Debian/Ubuntu machine). The corpus tests read
+# against the real PostgreSQL, MariaDB and Redis, the console in a headless Chromium), runs the example policy's expectations
+# through the CLI, and validates deploy/ (kustomize render + Kubernetes schemas, compose).
+# Needs the Rust toolchain and python3; scripts/services.sh starts the database servers (or
+# installs them, and Chromium with ChromeDriver, with apt-get on a fresh Debian/Ubuntu machine). The corpus tests read
 # ../shared/corpus and say loudly when it is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ done
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "scripts/services.sh (PostgreSQL, MariaDB, Redis)"
+step "scripts/services.sh (PostgreSQL, MariaDB, Redis, Chromium)"
 scripts/services.sh
 
 step "cargo fmt --all -- --check"
@@ -30,6 +31,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "scripts/validate-deploy.sh (container images, Kubernetes manifests, compose)"
+scripts/validate-deploy.sh
 
 step "cargo test --workspace"
 cargo test --workspace

@@ -53,56 +53,8 @@ const CHANNEL: &str = "CENG";
 /// How long the background work may take to drain once the load stops.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
-/// The integration tests' policy (bot/tests/common), without the automation role.
-const POLICY: &str = r#"
-[settings]
-default_approval_ttl = "1h"
-
-[[targets]]
-name = "shop"
-driver = "postgres"
-default_schema = "public"
-row_limit = 5
-max_result_rows = 20
-statement_timeout = "10s"
-review_channel = "CREVIEW"
-
-[roles.engineer]
-members = ["slack-group:SENG"]
-
-[roles.dba]
-members = ["slack-group:SDBA"]
-
-[[permissions]]
-role = "engineer"
-targets = ["*"]
-categories = ["read", "write", "ddl"]
-
-[[permissions]]
-role = "dba"
-targets = ["*"]
-categories = ["read", "write", "ddl"]
-
-[[rules]]
-name = "no schema changes from chat"
-when = { categories = ["ddl"] }
-action = "deny"
-reason = "schema changes go through migrations"
-
-[[rules]]
-name = "delete or update without where"
-when = { categories = ["write"], missing_where = true }
-action = "require_approval"
-approval = { from = ["dba"], count = 2, mode = "any_of", ttl = "1h" }
-reason = "changes every row of the table"
-
-[[rules]]
-name = "writes"
-when = { categories = ["write"], missing_where = false }
-action = "require_approval"
-approval = { from = ["dba"], count = 1, ttl = "1h" }
-reason = "every change gets a second pair of eyes"
-"#;
+/// The integration tests' policy (bot/tests/common/policy.toml).
+const POLICY: &str = include_str!("../tests/common/policy.toml");
 
 fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {

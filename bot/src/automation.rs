@@ -169,8 +169,7 @@ impl Automation {
                 target,
             )
         };
-        if let Err(error) =
-            countersign_control::audit_log::enqueue(self.bot.store().pool(), &entry).await
+        if let Err(error) = countersign_control::audit_log::enqueue(self.bot.store(), &entry).await
         {
             tracing::error!(%error, "could not audit a refused automation request");
         }
@@ -303,7 +302,7 @@ async fn status(
     let wait = Duration::from_secs(query.wait_seconds.unwrap_or(0).min(60));
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let stored = match requests::load(automation.bot.store().pool(), &id).await {
+        let stored = match requests::load(automation.bot.store(), &id).await {
             Ok(Some(stored)) if stored.requester == format!("service:{service}") => stored,
             Ok(_) => return error(StatusCode::NOT_FOUND, "no such request for this service"),
             Err(store_error) => {
@@ -332,7 +331,7 @@ async fn status(
                 // The newest sealed audit record of the request: what the thread's audit line
                 // shows, for the script's own log.
                 if let Ok(records) = countersign_control::audit_log::records_for_request(
-                    automation.bot.store().pool(),
+                    automation.bot.store(),
                     &stored.id,
                 )
                 .await

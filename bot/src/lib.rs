@@ -11,6 +11,7 @@
 //! - [`slack`]: the Slack adapter: Socket Mode and the HTTP Events API with signature checks.
 //! - [`discord`]: the Discord adapter: the `/query` application command, threads from request
 //!   messages, reactions through the gateway.
+//! - [`console`]: the local console: a chat in the browser for `countersign dev`, same flow.
 //! - [`automation`]: the authenticated HTTP endpoint scripts and scheduled jobs submit through.
 //! - [`http`]: the HTTP server: health, readiness, metrics, Slack's HTTP endpoints, automation.
 //! - [`metrics`]: Prometheus metrics.
@@ -19,6 +20,7 @@
 pub mod automation;
 pub mod chat;
 pub mod command;
+pub mod console;
 pub mod discord;
 pub mod flow;
 pub mod http;

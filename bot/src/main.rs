@@ -303,7 +303,7 @@ async fn run(args: Args) -> Result<()> {
         let health = health.clone();
         let cancel = cancel.clone();
         async move {
-            wait_for_signal().await;
+            countersign_control::signals::shutdown_requested().await;
             tracing::info!("shutting down: no new requests; finishing those in hand");
             health.start_draining();
             cancel.cancel();
@@ -330,24 +330,6 @@ async fn run(args: Args) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
 
 /// Reads a secret from `NAME`, or from the file `NAME_FILE` names.

@@ -215,11 +215,11 @@ async fn a_bad_token_is_refused_and_audited_and_runs_nothing() {
     .await;
     assert_eq!(status, 401);
 
-    countersign_control::audit_log::seal_all(world.store.pool())
+    countersign_control::audit_log::seal_all(&world.store)
         .await
         .expect("seal");
     let refused: Vec<String> = sqlx::query_scalar("SELECT content FROM cs_audit ORDER BY seq")
-        .fetch_all(world.store.pool())
+        .fetch_all(world.store.pg_pool().expect("the tests run on PostgreSQL"))
         .await
         .expect("audit");
     assert_eq!(refused.len(), 3, "{refused:#?}");
@@ -234,7 +234,7 @@ async fn a_bad_token_is_refused_and_audited_and_runs_nothing() {
         "the token itself is never stored"
     );
     let requests: i64 = sqlx::query_scalar("SELECT count(*) FROM cs_requests")
-        .fetch_one(world.store.pool())
+        .fetch_one(world.store.pg_pool().expect("the tests run on PostgreSQL"))
         .await
         .expect("count");
     assert_eq!(requests, 0);

@@ -100,7 +100,7 @@ async fn http_mode_refuses_forged_stale_and_replayed_requests_and_acknowledges_r
     tokio::time::sleep(Duration::from_millis(500)).await;
     let requests: Vec<String> =
         sqlx::query_scalar("SELECT sql FROM cs_requests ORDER BY created_at")
-            .fetch_all(world.store.pool())
+            .fetch_all(world.store.pg_pool().expect("the tests run on PostgreSQL"))
             .await
             .expect("requests");
     assert_eq!(
@@ -237,7 +237,7 @@ async fn an_event_a_dead_replica_accepted_but_never_handled_is_handled_by_anothe
     )
     .bind(format!("slack:command:{}", sent.trigger_id))
     .bind(&inbound)
-    .execute(world.store.pool())
+    .execute(world.store.pg_pool().expect("the tests run on PostgreSQL"))
     .await
     .expect("inbox");
 

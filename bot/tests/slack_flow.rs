@@ -356,7 +356,7 @@ async fn rejection_cancellation_withdrawal_and_denial_each_close_with_a_note() {
         .await;
     let all_id = world.request_id("UPDATE orders SET status = 'all'").await;
     assert_eq!(
-        countersign_control::requests::state_of(world.store.pool(), &all_id)
+        countersign_control::requests::state_of(&world.store, &all_id)
             .await
             .expect("state"),
         Some(countersign_control::requests::RequestState::Pending),

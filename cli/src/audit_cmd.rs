@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use countersign_control::audit_log;
-use countersign_control::store::StoreError;
+use countersign_control::store::{Backend, ControlStore, StoreError};
 
 /// Exit status when the control database cannot be reached.
 pub const EXIT_UNREACHABLE: u8 = 5;
@@ -67,24 +67,33 @@ pub fn run(command: AuditCommand) -> ExitCode {
     })
 }
 
-async fn connect(connection: &Connection) -> anyhow::Result<sqlx::PgPool> {
-    sqlx::postgres::PgPoolOptions::new()
+/// Opens the control store without migrating it: PostgreSQL as before, or a SQLite file
+/// (`countersign dev`'s store).
+async fn connect(connection: &Connection) -> anyhow::Result<ControlStore> {
+    let url = &connection.database_url;
+    if matches!(Backend::of_url(url), Ok(Backend::Sqlite)) {
+        return ControlStore::open(url, 1)
+            .await
+            .context("opening the control database");
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(std::time::Duration::from_secs(3))
-        .connect(&connection.database_url)
+        .connect(url)
         .await
-        .context("connecting to the control database")
+        .context("connecting to the control database")?;
+    Ok(ControlStore::from_pool(pool))
 }
 
 async fn verify(connection: &Connection) -> ExitCode {
-    let pool = match connect(connection).await {
-        Ok(pool) => pool,
+    let store = match connect(connection).await {
+        Ok(store) => store,
         Err(error) => {
             crate::report(&error);
             return ExitCode::from(EXIT_UNREACHABLE);
         }
     };
-    let report = match audit_log::verify(&pool).await {
+    let report = match audit_log::verify(&store).await {
         Ok(report) => report,
         Err(error) => {
             crate::report(&anyhow::Error::new(error).context("reading the audit trail"));
@@ -110,8 +119,8 @@ async fn verify(connection: &Connection) -> ExitCode {
 
 async fn export(connection: &Connection, format: ExportFormat) -> ExitCode {
     let ExportFormat::Jsonl = format;
-    let pool = match connect(connection).await {
-        Ok(pool) => pool,
+    let store = match connect(connection).await {
+        Ok(store) => store,
         Err(error) => {
             crate::report(&error);
             return ExitCode::from(EXIT_UNREACHABLE);
@@ -119,7 +128,7 @@ async fn export(connection: &Connection, format: ExportFormat) -> ExitCode {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = audit_log::for_each_record_line(&pool, |line| {
+    let result = audit_log::for_each_record_line(&store, |line| {
         writeln!(out, "{line}").map_err(|error| StoreError::Sealer(format!("writing: {error}")))
     })
     .await;

@@ -1,9 +1,11 @@
-//! The `countersign` command line: classify SQL, check and test policies.
+//! The `countersign` command line: classify SQL, check and test policies, manage keys, verify
+//! the audit trail, and try the whole flow locally (`countersign dev`).
 //!
 //! Layout:
 //! - `sql_cmd`: `countersign sql classify`, text, JSON and JSON Lines output.
 //! - `policy_cmd`: `countersign policy check` and `countersign policy test`.
 //! - `keys_cmd`: `countersign keys generate`, the job-signing key pair.
+//! - `dev_cmd`: `countersign dev`, the bot, executors and the local console in one process.
 //! - `audit_cmd`: `countersign audit verify` and `countersign audit export`, against the control
 //!   database.
 //!
@@ -12,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod audit_cmd;
+pub mod dev_cmd;
 mod keys_cmd;
 mod policy_cmd;
 mod sql_cmd;
@@ -51,6 +54,8 @@ enum Command {
     /// Verify and export the audit trail.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Try the whole flow locally: bot, executor and a chat console in the browser.
+    Dev(dev_cmd::DevArgs),
 }
 
 /// Runs the CLI with the given arguments (the first is the program name) and returns its exit
@@ -73,6 +78,7 @@ where
         Command::Policy(command) => policy_cmd::run(command),
         Command::Keys(command) => keys_cmd::run(command),
         Command::Audit(command) => audit_cmd::run(command),
+        Command::Dev(args) => dev_cmd::run(args),
     }
 }
 

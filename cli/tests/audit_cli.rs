@@ -22,12 +22,10 @@ async fn trail(records: usize) -> PgDatabase {
                 "prod",
             )
         };
-        audit_log::enqueue(store.pool(), &entry)
-            .await
-            .expect("enqueue");
+        audit_log::enqueue(&store, &entry).await.expect("enqueue");
     }
-    audit_log::seal_all(store.pool()).await.expect("seal");
-    store.pool().close().await;
+    audit_log::seal_all(&store).await.expect("seal");
+    store.close().await;
     db
 }
 

@@ -11,19 +11,24 @@
 //! turns. `cs_audit` refuses UPDATE, DELETE and TRUNCATE (a trigger), and [`verify`] recomputes
 //! every hash and link in Rust and compares the end of the chain with the recorded head.
 //!
+//! On SQLite (`countersign dev`) the same happens in Rust: sealing runs in a `BEGIN IMMEDIATE`
+//! transaction (the database's write lock stands for the head row's lock), computes each hash
+//! with [`countersign_shared::audit::record_hash`], and triggers refuse UPDATE and DELETE on
+//! `cs_audit`.
+//!
 //! [`AuditSealer`] batches sealing for a busy process: callers wait for their entry's place in
 //! the chain (for the audit line posted in chat) while one seal pass serves all of them.
 
 use std::collections::HashMap;
 
 use countersign_shared::audit::{
-    content_text, AuditEntry, AuditRecord, ChainReport, ChainVerifier,
+    content_text, record_hash, AuditEntry, AuditRecord, ChainReport, ChainVerifier,
 };
 use futures_util::TryStreamExt;
-use sqlx::{PgExecutor, PgPool, Row};
+use sqlx::{PgExecutor, Row, SqliteConnection, SqliteExecutor};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::StoreError;
+use crate::store::{on_backend, Backed, ControlStore, StoreError, Tx};
 
 /// Most entries sealed in one transaction.
 pub const SEAL_BATCH: i64 = 2000;
@@ -44,7 +49,12 @@ impl SealedRef {
     }
 }
 
-fn sealed_ref(row: &sqlx::postgres::PgRow) -> Result<(i64, SealedRef), StoreError> {
+fn sealed_ref<'r, R: Row>(row: &'r R) -> Result<(i64, SealedRef), StoreError>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     let event_id: i64 = row.try_get("event_id")?;
     let seq: i64 = row.try_get("seq")?;
     Ok((
@@ -56,37 +66,119 @@ fn sealed_ref(row: &sqlx::postgres::PgRow) -> Result<(i64, SealedRef), StoreErro
     ))
 }
 
-/// Queues an audit entry inside the caller's transaction. Returns the entry's event id, by
-/// which its sealed record is found later.
-pub async fn enqueue<'c>(
-    executor: impl PgExecutor<'c>,
+/// Queues an audit entry on its own (the transition it records is already durable). Returns
+/// the entry's event id, by which its sealed record is found later.
+pub async fn enqueue(store: &ControlStore, entry: &AuditEntry) -> Result<i64, StoreError> {
+    enqueue_on(store.on(), entry).await
+}
+
+/// Queues an audit entry inside the caller's transaction. Returns the entry's event id.
+pub(crate) async fn enqueue_in(tx: &mut Tx, entry: &AuditEntry) -> Result<i64, StoreError> {
+    enqueue_on(tx.on(), entry).await
+}
+
+async fn enqueue_on<'c>(
+    on: Backed<impl PgExecutor<'c>, impl SqliteExecutor<'c>>,
     entry: &AuditEntry,
 ) -> Result<i64, StoreError> {
-    let id: i64 = sqlx::query_scalar(
+    let id: i64 = on_backend!(on, |db| sqlx::query_scalar(
         "INSERT INTO cs_audit_queue (request_id, entry) VALUES ($1, $2) RETURNING id",
     )
     .bind(&entry.request_id)
     .bind(content_text(entry))
-    .fetch_one(executor)
-    .await?;
+    .fetch_one(db)
+    .await?);
     Ok(id)
 }
 
-/// Seals up to [`SEAL_BATCH`] queued entries into the chain, in one round trip. Returns where
-/// each landed, by event id.
-pub async fn seal_pending(pool: &PgPool) -> Result<HashMap<i64, SealedRef>, StoreError> {
-    let rows = sqlx::query("SELECT event_id, seq, hash FROM cs_audit_seal($1)")
-        .bind(SEAL_BATCH as i32)
-        .fetch_all(pool)
+/// Seals up to [`SEAL_BATCH`] queued entries into the chain, in one round trip (PostgreSQL) or
+/// one transaction (SQLite). Returns where each landed, by event id.
+pub async fn seal_pending(store: &ControlStore) -> Result<HashMap<i64, SealedRef>, StoreError> {
+    match store.pools() {
+        Backed::Postgres(pool) => {
+            let rows = sqlx::query("SELECT event_id, seq, hash FROM cs_audit_seal($1)")
+                .bind(SEAL_BATCH as i32)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(sealed_ref).collect()
+        }
+        Backed::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let sealed = seal_sqlite(&mut tx, SEAL_BATCH).await?;
+            tx.commit().await?;
+            Ok(sealed.into_iter().collect())
+        }
+    }
+}
+
+/// SQLite's `cs_audit_seal`: seals up to `batch` queued entries, oldest first, and moves the
+/// head. The caller's transaction must hold the write lock (`BEGIN IMMEDIATE`), so sealers take
+/// turns. Returns what it sealed, in chain order.
+pub(crate) async fn seal_sqlite(
+    conn: &mut SqliteConnection,
+    batch: i64,
+) -> Result<Vec<(i64, SealedRef)>, StoreError> {
+    let head = sqlx::query("SELECT seq, hash FROM cs_audit_head")
+        .fetch_one(&mut *conn)
         .await?;
-    rows.iter().map(sealed_ref).collect()
+    let mut seq: i64 = head.try_get("seq")?;
+    let mut hash: String = head.try_get("hash")?;
+    let queued =
+        sqlx::query("SELECT id, request_id, entry FROM cs_audit_queue ORDER BY id LIMIT $1")
+            .bind(batch)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut sealed = Vec::with_capacity(queued.len());
+    let mut last_id = None;
+    for row in &queued {
+        let id: i64 = row.try_get("id")?;
+        let request_id: String = row.try_get("request_id")?;
+        let entry: String = row.try_get("entry")?;
+        seq += 1;
+        let next = record_hash(&hash, seq as u64, &entry);
+        sqlx::query(
+            "INSERT INTO cs_audit (seq, event_id, request_id, content, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(seq)
+        .bind(id)
+        .bind(&request_id)
+        .bind(&entry)
+        .bind(&hash)
+        .bind(&next)
+        .execute(&mut *conn)
+        .await?;
+        hash = next;
+        sealed.push((
+            id,
+            SealedRef {
+                seq: seq as u64,
+                hash: hash.clone(),
+            },
+        ));
+        last_id = Some(id);
+    }
+    if let Some(last_id) = last_id {
+        // The entries taken are the oldest ones, and nobody else writes while this transaction
+        // holds the write lock: they are exactly those up to the last id taken.
+        sqlx::query("DELETE FROM cs_audit_queue WHERE id <= $1")
+            .bind(last_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("UPDATE cs_audit_head SET seq = $1, hash = $2")
+            .bind(seq)
+            .bind(&hash)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(sealed)
 }
 
 /// Seals until nothing is queued. Returns how many records were sealed.
-pub async fn seal_all(pool: &PgPool) -> Result<usize, StoreError> {
+pub async fn seal_all(store: &ControlStore) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
-        let sealed = seal_pending(pool).await?.len();
+        let sealed = seal_pending(store).await?.len();
         total += sealed;
         if (sealed as i64) < SEAL_BATCH {
             return Ok(total);
@@ -96,17 +188,45 @@ pub async fn seal_all(pool: &PgPool) -> Result<usize, StoreError> {
 
 /// Where the given events landed in the chain (those not sealed yet are absent).
 pub async fn sealed_events(
-    pool: &PgPool,
+    store: &ControlStore,
     event_ids: &[i64],
 ) -> Result<HashMap<i64, SealedRef>, StoreError> {
-    let rows = sqlx::query("SELECT event_id, seq, hash FROM cs_audit WHERE event_id = ANY($1)")
-        .bind(event_ids)
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(sealed_ref).collect()
+    match store.pools() {
+        Backed::Postgres(pool) => {
+            let rows =
+                sqlx::query("SELECT event_id, seq, hash FROM cs_audit WHERE event_id = ANY($1)")
+                    .bind(event_ids)
+                    .fetch_all(pool)
+                    .await?;
+            rows.iter().map(sealed_ref).collect()
+        }
+        Backed::Sqlite(pool) => {
+            let rows = sqlx::query(
+                "SELECT event_id, seq, hash FROM cs_audit
+                 WHERE event_id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(json_list(event_ids)?)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(sealed_ref).collect()
+        }
+    }
 }
 
-fn record_from(row: &sqlx::postgres::PgRow) -> Result<AuditRecord, StoreError> {
+/// A list as a JSON array, for SQLite's `json_each` (it has no array parameters).
+pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(items).map_err(|error| StoreError::Corrupt {
+        what: "parameter list",
+        detail: error.to_string(),
+    })
+}
+
+fn record_from<'r, R: Row>(row: &'r R) -> Result<AuditRecord, StoreError>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     let seq: i64 = row.try_get("seq")?;
     let content: String = row.try_get("content")?;
     AuditRecord::from_stored(
@@ -123,64 +243,74 @@ fn record_from(row: &sqlx::postgres::PgRow) -> Result<AuditRecord, StoreError> {
 
 /// The sealed records of one request, in chain order.
 pub async fn records_for_request(
-    pool: &PgPool,
+    store: &ControlStore,
     request_id: &str,
 ) -> Result<Vec<AuditRecord>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT seq, content, prev_hash, hash FROM cs_audit WHERE request_id = $1 ORDER BY seq",
-    )
-    .bind(request_id)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(record_from).collect()
+    on_backend!(store.on(), |db| {
+        let rows = sqlx::query(
+            "SELECT seq, content, prev_hash, hash FROM cs_audit WHERE request_id = $1 ORDER BY seq",
+        )
+        .bind(request_id)
+        .fetch_all(db)
+        .await?;
+        rows.iter().map(record_from).collect()
+    })
 }
 
 /// Streams every sealed record, in sequence order, as one JSON object per call to `each`
 /// (the [`AuditRecord`] shape: chain fields beside the entry's).
 pub async fn for_each_record_line(
-    pool: &PgPool,
+    store: &ControlStore,
     mut each: impl FnMut(&str) -> Result<(), StoreError>,
 ) -> Result<u64, StoreError> {
-    let mut rows =
-        sqlx::query("SELECT seq, content, prev_hash, hash FROM cs_audit ORDER BY seq").fetch(pool);
-    let mut count = 0;
-    while let Some(row) = rows.try_next().await? {
-        let record = record_from(&row)?;
-        let line = serde_json::to_string(&record).map_err(|error| StoreError::Corrupt {
-            what: "audit record",
-            detail: error.to_string(),
-        })?;
-        each(&line)?;
-        count += 1;
-    }
-    Ok(count)
+    on_backend!(store.on(), |db| {
+        let mut rows =
+            sqlx::query("SELECT seq, content, prev_hash, hash FROM cs_audit ORDER BY seq")
+                .fetch(db);
+        let mut count = 0;
+        while let Some(row) = rows.try_next().await? {
+            let record = record_from(&row)?;
+            let line = serde_json::to_string(&record).map_err(|error| StoreError::Corrupt {
+                what: "audit record",
+                detail: error.to_string(),
+            })?;
+            each(&line)?;
+            count += 1;
+        }
+        Ok(count)
+    })
 }
 
 /// The head the store recorded: the last sealed sequence number and its hash.
-pub async fn head(pool: &PgPool) -> Result<(u64, String), StoreError> {
-    let row = sqlx::query("SELECT seq, hash FROM cs_audit_head")
-        .fetch_one(pool)
-        .await?;
-    let seq: i64 = row.try_get("seq")?;
-    Ok((seq as u64, row.try_get("hash")?))
+pub async fn head(store: &ControlStore) -> Result<(u64, String), StoreError> {
+    on_backend!(store.on(), |db| {
+        let row = sqlx::query("SELECT seq, hash FROM cs_audit_head")
+            .fetch_one(db)
+            .await?;
+        let seq: i64 = row.try_get("seq")?;
+        Ok((seq as u64, row.try_get("hash")?))
+    })
 }
 
 /// Verifies the whole chain: every record's hash, every link, the order, and the end of the
 /// chain against the recorded head. A record that is not valid JSON counts as edited.
-pub async fn verify(pool: &PgPool) -> Result<ChainReport, StoreError> {
-    let (head_seq, head_hash) = head(pool).await?;
+pub async fn verify(store: &ControlStore) -> Result<ChainReport, StoreError> {
+    let (head_seq, head_hash) = head(store).await?;
     let mut verifier = ChainVerifier::new();
-    let mut rows =
-        sqlx::query("SELECT seq, content, prev_hash, hash FROM cs_audit ORDER BY seq").fetch(pool);
-    while let Some(row) = rows.try_next().await? {
-        match record_from(&row) {
-            Ok(record) => verifier.push(&record),
-            Err(_) => {
-                let seq: i64 = row.try_get("seq")?;
-                verifier.push_unreadable(seq as u64);
+    on_backend!(store.on(), |db| {
+        let mut rows =
+            sqlx::query("SELECT seq, content, prev_hash, hash FROM cs_audit ORDER BY seq")
+                .fetch(db);
+        while let Some(row) = rows.try_next().await? {
+            match record_from(&row) {
+                Ok(record) => verifier.push(&record),
+                Err(_) => {
+                    let seq: i64 = row.try_get("seq")?;
+                    verifier.push_unreadable(seq as u64);
+                }
             }
         }
-    }
+    });
     Ok(verifier.finish_with_head(head_seq, &head_hash))
 }
 
@@ -194,7 +324,7 @@ pub struct AuditSealer {
 
 impl AuditSealer {
     /// Starts the sealing task on the current runtime.
-    pub fn spawn(pool: PgPool) -> AuditSealer {
+    pub fn spawn(store: ControlStore) -> AuditSealer {
         let (requests, mut receiver) = mpsc::unbounded_channel::<(i64, SealReply)>();
         tokio::spawn(async move {
             while let Some(first) = receiver.recv().await {
@@ -207,7 +337,7 @@ impl AuditSealer {
                     // the rest (sealed by another process in the meantime).
                     let mut found = HashMap::new();
                     loop {
-                        let sealed = seal_pending(&pool).await?;
+                        let sealed = seal_pending(&store).await?;
                         let full = sealed.len() as i64 >= SEAL_BATCH;
                         found.extend(
                             sealed
@@ -224,7 +354,7 @@ impl AuditSealer {
                         .filter(|id| !found.contains_key(id))
                         .collect();
                     if !missing.is_empty() {
-                        found.extend(sealed_events(&pool, &missing).await?);
+                        found.extend(sealed_events(&store, &missing).await?);
                     }
                     Ok::<_, StoreError>(found)
                 }

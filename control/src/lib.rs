@@ -1,10 +1,19 @@
-//! Countersign's durable control plane: what the bot and the executor share through
-//! PostgreSQL and Redis, and the trait they post to chat through.
+//! Countersign's durable control plane: what the bot and the executor share through the
+//! control database and Redis, and the trait they post to chat through.
 //!
-//! PostgreSQL is the truth (DESIGN.md sections 2 and 3); Redis is transport only.
+//! The control database is the truth (DESIGN.md sections 2 and 3); Redis is transport only. It
+//! has two backends, picked by the URL given to [`store::ControlStore::connect`]:
+//! - PostgreSQL (`postgres://`), in production: every bot replica and executor shares it;
+//! - SQLite (`sqlite:`), for `countersign dev`: the bot and the executor in one process on a
+//!   machine without PostgreSQL. Transactions that read then write take the write lock first
+//!   (`BEGIN IMMEDIATE`), so the claim-once and quorum guarantees hold there too.
+//!
+//! Every function of the modules below takes a [`store::ControlStore`] and runs its backend's
+//! SQL.
 //!
 //! Layout:
-//! - [`store`]: [`store::ControlStore`], the PostgreSQL pool, and its migrations ([`migrate`]).
+//! - [`store`]: [`store::ControlStore`], the pool of either backend, and its migrations
+//!   ([`migrate`]).
 //! - [`audit_log`]: the append-only, hash-chained audit trail: entries are written inside the
 //!   transaction of the transition they record, then sealed into the chain in batches.
 //! - [`outbox`]: signed jobs in the outbox; claiming a job once (a conditional update), leases,
@@ -15,6 +24,7 @@
 //!   reclaim stuck deliveries; and the preflight request/reply channel.
 //! - [`inbox`]: the bot's inbox: chat events stored before they are acknowledged, handled once
 //!   across replicas, taken over when a replica dies.
+//! - [`signals`]: the shutdown signals (SIGTERM, Ctrl-C) every binary stops on.
 //! - [`secrets`]: secrets from the environment or mounted files, for the binaries.
 //! - [`submit`]: the bot's side: write a job to the outbox and publish it; ask for a preflight.
 //! - [`chat`]: where a request's thread is ([`chat::ReplyTo`]), the [`chat::ChatPoster`] trait
@@ -29,6 +39,7 @@ pub mod outbox;
 pub mod queue;
 pub mod requests;
 pub mod secrets;
+pub mod signals;
 pub mod store;
 pub mod submit;
 

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::chat::ReplyTo;
 use crate::outbox;
 use crate::queue::{JobQueue, QueueError, Stream};
-use crate::store::{ControlStore, StoreError};
+use crate::store::{Backed, ControlStore, StoreError};
+use sqlx::{PgPool, SqlitePool};
 
 /// Why re-publishing failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +43,7 @@ pub async fn submit_job(
     reply_to: Option<&ReplyTo>,
     actor: &str,
 ) -> Result<Published, StoreError> {
-    outbox::insert_job(store.pool(), signed, job, reply_to, actor).await?;
+    outbox::insert_job(store, signed, job, reply_to, actor).await?;
     let entry = match queue.publish(Stream::Jobs, &job.target, signed).await {
         Ok(entry) => entry,
         Err(error) => {
@@ -50,7 +51,7 @@ pub async fn submit_job(
             return Ok(Published::Later(error));
         }
     };
-    outbox::mark_published(store.pool(), &job.request_id, &entry).await?;
+    outbox::mark_published(store, &job.request_id, &entry).await?;
     Ok(Published::Now)
 }
 
@@ -58,6 +59,11 @@ pub async fn submit_job(
 /// trimmed), or that were never published, once they have waited `older_than`. A job whose
 /// stream entry is still in Redis is only waiting for a free executor and is left alone, so a
 /// backlog causes no duplicates. Returns how many were published.
+///
+/// On PostgreSQL one reconciler at a time decides for a target (an advisory lock held by the
+/// transaction that records the publications). SQLite has no lock that could be held while
+/// Redis answers without stopping every other writer: there two reconcilers on one file may
+/// both publish a job again, and the claim runs it once.
 pub async fn republish_lost(
     store: &ControlStore,
     queue: &JobQueue,
@@ -65,35 +71,80 @@ pub async fn republish_lost(
     older_than: Duration,
     limit: i64,
 ) -> Result<usize, SubmitError> {
-    let mut tx = store.pool().begin().await.map_err(StoreError::from)?;
-    let candidates = outbox::lock_unclaimed(&mut tx, target, older_than, limit).await?;
-    if candidates.is_empty() {
-        tx.rollback().await.map_err(StoreError::from)?;
-        return Ok(0);
+    match store.pools() {
+        Backed::Postgres(pool) => {
+            let mut tx = pool.begin().await.map_err(StoreError::from)?;
+            let candidates = outbox::lock_unclaimed(&mut tx, target, older_than, limit).await?;
+            if candidates.is_empty() {
+                tx.rollback().await.map_err(StoreError::from)?;
+                return Ok(0);
+            }
+            let outcome = publish_missing(queue, target, &candidates).await?;
+            for (request_id, entry) in &outcome.published {
+                outbox::mark_published_in(&mut tx, request_id, entry).await?;
+            }
+            outbox::touch_published(
+                Backed::<_, &SqlitePool>::Postgres(&mut *tx),
+                &outcome.still_waiting,
+            )
+            .await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok(outcome.published.len())
+        }
+        Backed::Sqlite(pool) => {
+            let candidates = outbox::unclaimed_sqlite(pool, target, older_than, limit).await?;
+            if candidates.is_empty() {
+                return Ok(0);
+            }
+            let outcome = publish_missing(queue, target, &candidates).await?;
+            for (request_id, entry) in &outcome.published {
+                outbox::mark_published(store, request_id, entry).await?;
+            }
+            outbox::touch_published(Backed::<&PgPool, _>::Sqlite(pool), &outcome.still_waiting)
+                .await?;
+            Ok(outcome.published.len())
+        }
     }
+}
+
+/// What [`publish_missing`] did.
+struct Republished {
+    /// (request id, stream entry) of each job published again.
+    published: Vec<(String, String)>,
+    /// The jobs whose stream entry is still in Redis.
+    still_waiting: Vec<String>,
+}
+
+/// Publishes the candidates whose stream entry Redis no longer holds.
+async fn publish_missing(
+    queue: &JobQueue,
+    target: &str,
+    candidates: &[outbox::ToPublish],
+) -> Result<Republished, SubmitError> {
     let recorded: Vec<&str> = candidates
         .iter()
         .filter_map(|c| c.stream_entry.as_deref())
         .collect();
     let present = queue.entries_exist(Stream::Jobs, target, &recorded).await?;
-    let mut still_waiting = Vec::new();
-    let mut published = 0;
+    let mut outcome = Republished {
+        published: Vec::new(),
+        still_waiting: Vec::new(),
+    };
     let mut present = present.into_iter();
-    for candidate in &candidates {
+    for candidate in candidates {
         let in_redis = candidate.stream_entry.is_some() && present.next().unwrap_or(false);
         if in_redis {
-            still_waiting.push(candidate.request_id.clone());
+            outcome.still_waiting.push(candidate.request_id.clone());
             continue;
         }
         let entry = queue
             .publish(Stream::Jobs, target, &candidate.signed)
             .await?;
-        outbox::mark_published(&mut *tx, &candidate.request_id, &entry).await?;
-        published += 1;
+        outcome
+            .published
+            .push((candidate.request_id.clone(), entry));
     }
-    outbox::touch_published(&mut tx, &still_waiting).await?;
-    tx.commit().await.map_err(StoreError::from)?;
-    Ok(published)
+    Ok(outcome)
 }
 
 /// An executor's answer to a preflight request.

@@ -1,5 +1,8 @@
-//! Requests and approvals against a real PostgreSQL: each transition happens once, however
-//! many replicas try it, and each is in the audit trail.
+//! Requests and approvals against a real PostgreSQL and a SQLite file: each transition happens
+//! once, however many replicas try it, and each is in the audit trail.
+
+#[macro_use]
+mod common;
 
 use countersign_control::audit_log;
 use countersign_control::outbox::{self, JobState};
@@ -8,7 +11,15 @@ use countersign_control::store::ControlStore;
 use countersign_shared::audit::AuditEvent;
 use countersign_shared::job::{sql_sha256, Job, JobSigner};
 use countersign_shared::sql::Category;
-use countersign_testkit::PgDatabase;
+
+on_both_backends!(
+    a_reviewed_request_is_approved_once_and_queued_with_its_job,
+    rejection_cancellation_and_expiry_close_a_request_once,
+    the_approval_that_completes_the_quorum_is_written_with_the_job_or_not_at_all,
+    concurrent_approvals_queue_the_job_once,
+    roots_cards_and_lists,
+    the_inbox_takes_each_event_once,
+);
 
 fn new_request(id: &str, expires_at_ms: Option<u64>) -> NewRequest {
     NewRequest {
@@ -29,8 +40,8 @@ fn new_request(id: &str, expires_at_ms: Option<u64>) -> NewRequest {
 }
 
 async fn events(store: &ControlStore, id: &str) -> Vec<AuditEvent> {
-    audit_log::seal_all(store.pool()).await.expect("seal");
-    audit_log::records_for_request(store.pool(), id)
+    audit_log::seal_all(store).await.expect("seal");
+    audit_log::records_for_request(store, id)
         .await
         .expect("records")
         .into_iter()
@@ -38,11 +49,8 @@ async fn events(store: &ControlStore, id: &str) -> Vec<AuditEvent> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reviewed_request_is_approved_once_and_queued_with_its_job() {
-    let db = PgDatabase::create().await;
-    let store = ControlStore::connect(&db.url, 4).await.expect("store");
-    let pool = store.pool();
+async fn a_reviewed_request_is_approved_once_and_queued_with_its_job(store: ControlStore) {
+    let pool = &store;
     let request = new_request("r1", Some(countersign_control::now_ms() + 3_600_000));
     assert_eq!(
         requests::create(pool, &request, RequestState::Pending)
@@ -148,11 +156,8 @@ async fn a_reviewed_request_is_approved_once_and_queued_with_its_job() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rejection_cancellation_and_expiry_close_a_request_once() {
-    let db = PgDatabase::create().await;
-    let store = ControlStore::connect(&db.url, 4).await.expect("store");
-    let pool = store.pool();
+async fn rejection_cancellation_and_expiry_close_a_request_once(store: ControlStore) {
+    let pool = &store;
     let future = Some(countersign_control::now_ms() + 3_600_000);
     for id in ["rejected", "cancelled"] {
         requests::create(pool, &new_request(id, future), RequestState::Pending)
@@ -167,9 +172,9 @@ async fn rejection_cancellation_and_expiry_close_a_request_once() {
     .await
     .expect("create");
     let reject = |id: &'static str, to: RequestState| {
-        let pool = pool.clone();
+        let store = store.clone();
         async move {
-            requests::transition(&pool, id, RequestState::Pending, to, "slack:U2", &[])
+            requests::transition(&store, id, RequestState::Pending, to, "slack:U2", &[])
                 .await
                 .expect("transition")
         }
@@ -214,11 +219,10 @@ async fn rejection_cancellation_and_expiry_close_a_request_once() {
     assert!(audit_log::verify(pool).await.expect("verify").holds());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_approval_that_completes_the_quorum_is_written_with_the_job_or_not_at_all() {
-    let db = PgDatabase::create().await;
-    let store = ControlStore::connect(&db.url, 4).await.expect("store");
-    let pool = store.pool();
+async fn the_approval_that_completes_the_quorum_is_written_with_the_job_or_not_at_all(
+    store: ControlStore,
+) {
+    let pool = &store;
     let request = new_request("r2", Some(countersign_control::now_ms() + 3_600_000));
     requests::create(pool, &request, RequestState::Pending)
         .await
@@ -290,5 +294,283 @@ async fn the_approval_that_completes_the_quorum_is_written_with_the_job_or_not_a
             AuditEvent::Approved,
             AuditEvent::Queued
         ]
+    );
+}
+
+fn job_for(
+    request: &NewRequest,
+    approvers: &[String],
+) -> (Job, countersign_shared::job::SignedJob) {
+    let job = Job {
+        request_id: request.id.clone(),
+        target: "prod".into(),
+        sql: request.sql.clone(),
+        sql_sha256: sql_sha256(&request.sql),
+        requester: request.requester.clone(),
+        approvers: approvers.to_vec(),
+        policy_version: "v1".into(),
+        category: Category::Write,
+        row_limit: Some(1),
+        issued_at: 1,
+        expires_at: u64::MAX,
+    };
+    let signed = JobSigner::from_seed([5; 32]).sign(&job);
+    (job, signed)
+}
+
+/// Reviewers approve at the same moment, on a request that needs two approvals, each following
+/// the bot's flow (complete the quorum with the job if this approval does, else record the
+/// approval alone and check the quorum again): the job is queued exactly once.
+async fn concurrent_approvals_queue_the_job_once(store: ControlStore) {
+    const QUORUM: usize = 2;
+    let request = new_request("race", Some(countersign_control::now_ms() + 3_600_000));
+    requests::create(&store, &request, RequestState::Pending)
+        .await
+        .expect("create");
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = store.clone();
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let me = format!("slack:R{i}");
+            let mut queued = 0;
+            let active = requests::active_approvers(&store, "race")
+                .await
+                .expect("approvers");
+            if active.len() + 1 >= QUORUM {
+                let mut all = active.clone();
+                all.push(me.clone());
+                let (job, signed) = job_for(&request, &all);
+                if requests::approve_and_queue(&store, &me, &active, &signed, &job, None, "bot")
+                    .await
+                    .expect("approve and queue")
+                    == requests::ApproveAndQueue::Queued
+                {
+                    return 1;
+                }
+            }
+            if requests::approve(&store, "race", &me)
+                .await
+                .expect("approve")
+                != ApprovalChange::NotPending
+            {
+                let now = requests::active_approvers(&store, "race")
+                    .await
+                    .expect("approvers");
+                if now.len() >= QUORUM {
+                    let (job, signed) = job_for(&request, &now);
+                    if requests::queue(&store, RequestState::Pending, &signed, &job, None, "bot")
+                        .await
+                        .expect("queue")
+                    {
+                        queued += 1;
+                    }
+                }
+            }
+            queued
+        }));
+    }
+    let mut queued = 0;
+    for task in tasks {
+        queued += task.await.expect("task");
+    }
+    assert_eq!(queued, 1, "the job is queued once");
+    assert_eq!(
+        requests::state_of(&store, "race").await.expect("state"),
+        Some(RequestState::Queued)
+    );
+    assert_eq!(
+        outbox::state_of(&store, "race").await.expect("job"),
+        Some((JobState::Queued, 0))
+    );
+    let events = events(&store, "race").await;
+    assert_eq!(
+        events.iter().filter(|e| **e == AuditEvent::Queued).count(),
+        1,
+        "{events:?}"
+    );
+    assert!(audit_log::verify(&store).await.expect("verify").holds());
+}
+
+/// Root messages, cards and the lists the bot's upkeep reads.
+async fn roots_cards_and_lists(store: ControlStore) {
+    use countersign_control::chat::ReplyTo;
+    use std::time::Duration;
+    let future = Some(countersign_control::now_ms() + 3_600_000);
+    for id in ["a", "b", "c"] {
+        let mut request = new_request(id, future);
+        request.card = Some(serde_json::json!({"title": id}));
+        request.origin = Some(serde_json::json!({"channel": "C1"}));
+        requests::create(&store, &request, RequestState::Pending)
+            .await
+            .expect("create");
+    }
+    requests::transition(
+        &store,
+        "c",
+        RequestState::Pending,
+        RequestState::Cancelled,
+        "slack:U1",
+        &[],
+    )
+    .await
+    .expect("cancel");
+    let pending = requests::list(&store, &[RequestState::Pending], None, 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        pending.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["b", "a"],
+        "newest first"
+    );
+    assert_eq!(
+        pending[0].origin,
+        Some(serde_json::json!({"channel": "C1"}))
+    );
+    assert!(pending[0].expires_at_ms.is_some());
+    assert!(pending[0].created_at_ms > 0);
+    let mine = requests::list(
+        &store,
+        &[RequestState::Pending, RequestState::Cancelled],
+        Some("slack:U1"),
+        10,
+    )
+    .await
+    .expect("list");
+    assert_eq!(mine.len(), 3);
+    assert!(
+        requests::list(&store, &[RequestState::Pending], Some("slack:U9"), 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+
+    // Posting the root message: one replica takes the right; a stale claim is taken over.
+    assert!(!requests::roots_in_flight(&store, Duration::from_secs(10))
+        .await
+        .expect("in flight"));
+    assert!(requests::claim_root(&store, "a", Duration::from_secs(60))
+        .await
+        .expect("claim"));
+    assert!(!requests::claim_root(&store, "a", Duration::from_secs(60))
+        .await
+        .expect("claim again"));
+    assert!(requests::roots_in_flight(&store, Duration::from_secs(10))
+        .await
+        .expect("in flight"));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(requests::claim_root(&store, "a", Duration::from_millis(10))
+        .await
+        .expect("take over"));
+    // "b" has a card but no root message: missing once it is old enough.
+    assert_eq!(
+        requests::missing_roots(&store, Duration::from_millis(10), 10)
+            .await
+            .expect("missing"),
+        ["b"]
+    );
+    let root = ReplyTo {
+        platform: "slack".into(),
+        channel: "C1".into(),
+        thread: "1700000000.000100".into(),
+    };
+    requests::set_root(&store, "a", &root, "pending")
+        .await
+        .expect("root");
+    let found = requests::find_by_root(&store, "slack", "C1", "1700000000.000100")
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(found.id, "a");
+    assert_eq!(found.reply_to, Some(root));
+    assert_eq!(found.card_shown.as_deref(), Some("pending"));
+    assert!(requests::stale_cards(&store, 10)
+        .await
+        .expect("stale")
+        .is_empty());
+    requests::transition(
+        &store,
+        "a",
+        RequestState::Pending,
+        RequestState::Rejected,
+        "slack:U2",
+        &[],
+    )
+    .await
+    .expect("reject");
+    assert_eq!(
+        requests::stale_cards(&store, 10).await.expect("stale"),
+        ["a"]
+    );
+    requests::set_card(
+        &store,
+        "a",
+        &serde_json::json!({"title": "a"}),
+        "rejected",
+        true,
+    )
+    .await
+    .expect("card");
+    assert!(requests::stale_cards(&store, 10)
+        .await
+        .expect("stale")
+        .is_empty());
+    let loaded = requests::load(&store, "a").await.expect("load").expect("a");
+    assert_eq!(loaded.state, RequestState::Rejected);
+    assert_eq!(loaded.card, Some(serde_json::json!({"title": "a"})));
+    assert_eq!(loaded.job_state, None);
+    assert!(requests::load(&store, "zz").await.expect("load").is_none());
+}
+
+/// The inbox: a key is accepted once, an unfinished event is reclaimed once it is stale, a
+/// finished one is pruned.
+async fn the_inbox_takes_each_event_once(store: ControlStore) {
+    use countersign_control::inbox;
+    use std::time::Duration;
+    let payload = serde_json::json!({"text": "/query prod SELECT 1"});
+    assert!(inbox::accept(&store, "e1", "command", &payload)
+        .await
+        .expect("accept"));
+    assert!(!inbox::accept(&store, "e1", "command", &payload)
+        .await
+        .expect("again"));
+    assert!(inbox::accept(&store, "e2", "reaction", &payload)
+        .await
+        .expect("accept"));
+    inbox::finish(&store, "e2").await.expect("finish");
+    inbox::renew(&store, "e1").await.expect("renew");
+    assert!(inbox::reclaim(&store, Duration::from_secs(60), 10)
+        .await
+        .expect("reclaim")
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reclaimed = inbox::reclaim(&store, Duration::from_secs(1), 10)
+        .await
+        .expect("reclaim");
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(reclaimed[0].key, "e1");
+    assert_eq!(reclaimed[0].kind, "command");
+    assert_eq!(reclaimed[0].payload, payload);
+    assert_eq!(reclaimed[0].attempts, 2);
+    assert!(
+        inbox::reclaim(&store, Duration::from_secs(1), 10)
+            .await
+            .expect("reclaim")
+            .is_empty(),
+        "the claim was renewed"
+    );
+    inbox::abandon(&store, "e1").await.expect("abandon");
+    assert_eq!(
+        inbox::prune(&store, Duration::from_secs(60))
+            .await
+            .expect("prune"),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        inbox::prune(&store, Duration::from_millis(5))
+            .await
+            .expect("prune"),
+        2
     );
 }

@@ -185,7 +185,7 @@ async fn bench() {
         let started = Instant::now();
         let signed = h.signer.sign(&job);
         let reply_to = Harness::reply_to(&job.request_id);
-        outbox::insert_job(h.store.pool(), &signed, &job, Some(&reply_to), "bot:bench")
+        outbox::insert_job(&h.store, &signed, &job, Some(&reply_to), "bot:bench")
             .await
             .expect("outbox");
         let published = Instant::now();
@@ -194,7 +194,7 @@ async fn bench() {
             .publish(Stream::Jobs, "pg", &signed)
             .await
             .expect("publish");
-        outbox::mark_published(h.store.pool(), &job.request_id, &entry)
+        outbox::mark_published(&h.store, &job.request_id, &entry)
             .await
             .expect("mark published");
         let (thread, at) = posted.recv().await.expect("posted");
@@ -229,7 +229,7 @@ async fn bench() {
     let pipeline_rate = total as f64 / elapsed.as_secs_f64();
     h.assert_chain_holds().await;
     let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM cs_audit")
-        .fetch_one(h.store.pool())
+        .fetch_one(h.store.pg_pool().expect("the bench runs on PostgreSQL"))
         .await
         .expect("count");
     shutdown.cancel();

@@ -247,7 +247,7 @@ async fn run(args: Args) -> Result<()> {
     ));
     let signals = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        countersign_control::signals::shutdown_requested().await;
         tracing::info!("shutdown requested");
         signals.cancel();
     });
@@ -255,21 +255,6 @@ async fn run(args: Args) -> Result<()> {
     http_shutdown.cancel();
     let _ = http.await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = terminate => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 fn default_executor_id() -> String {

@@ -40,9 +40,9 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
 /// One pass.
 pub(crate) async fn pass(inner: &Inner) -> Result<(), StoreError> {
     let target = &inner.config.target;
-    let pool = inner.store.pool();
+    let store = &inner.store;
     for abandoned in
-        outbox::expire_leases(pool, target, &inner.actor, inner.config.max_read_attempts).await?
+        outbox::expire_leases(store, target, &inner.actor, inner.config.max_read_attempts).await?
     {
         let record = inner.sealer.sealed(abandoned.event).await.ok();
         let (action, text) = if abandoned.requeued {
@@ -93,8 +93,8 @@ pub(crate) async fn pass(inner: &Inner) -> Result<(), StoreError> {
     }
     // Entries no finished job has sealed yet (a claim whose job still runs, a bot's entries)
     // join the chain within a pass.
-    countersign_control::audit_log::seal_pending(pool).await?;
-    for unposted in outbox::unposted(pool, target, inner.config.repost_after, 100).await? {
+    countersign_control::audit_log::seal_pending(store).await?;
+    for unposted in outbox::unposted(store, target, inner.config.repost_after, 100).await? {
         inner.metrics.reconciled("reposted", 1);
         if let Some(reply_to) = &unposted.reply_to {
             post(inner, reply_to, &ThreadMessage::summary(unposted.summary)).await;

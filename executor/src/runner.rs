@@ -103,7 +103,7 @@ impl PostedMarker {
                 while let Ok(more) = receiver.try_recv() {
                     batch.push(more);
                 }
-                if let Err(error) = outbox::mark_posted(store.pool(), &batch).await {
+                if let Err(error) = outbox::mark_posted(&store, &batch).await {
                     tracing::warn!(%error, jobs = batch.len(), "recording posted summaries failed; they may be posted again");
                 }
             }
@@ -155,7 +155,7 @@ impl Executor {
             .target(&config.target)
             .cloned()
             .ok_or_else(|| SetupError::UnknownTarget(config.target.clone()))?;
-        let sealer = AuditSealer::spawn(services.store.pool().clone());
+        let sealer = AuditSealer::spawn(services.store.clone());
         let posted = PostedMarker::spawn(services.store.clone());
         Ok(Executor {
             inner: Arc::new(Inner {
@@ -478,7 +478,7 @@ async fn handle_envelope(
     };
     tracing::debug!(request = %job.request_id, elapsed = ?started.elapsed(), "checked");
     let claim = outbox::claim(
-        inner.store.pool(),
+        &inner.store,
         &job.request_id,
         &signed.payload,
         &inner.config.executor_id,
@@ -554,7 +554,7 @@ async fn handle_envelope(
         )
     };
     let Some(sealed) = outbox::finish(
-        inner.store.pool(),
+        &inner.store,
         &job.request_id,
         &inner.config.executor_id,
         &summary,
@@ -622,7 +622,7 @@ async fn run_claimed(
         tokio::select! {
             result = &mut run => break result,
             _ = tokio::time::sleep(renew_every) => {
-                match outbox::renew_lease(inner.store.pool(), &job.request_id, &inner.config.executor_id, inner.config.lease).await {
+                match outbox::renew_lease(&inner.store, &job.request_id, &inner.config.executor_id, inner.config.lease).await {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!(request = %job.request_id, "the job's lease was taken back while it ran"),
                     Err(error) => tracing::warn!(%error, "renewing a lease failed"),
@@ -789,16 +789,16 @@ async fn refuse_signed(
         Some(&job.sql),
         &refusal.reason,
     );
-    let pool = inner.store.pool();
+    let store = &inner.store;
     let event = match outbox_payload {
         Some(signed) => {
-            outbox::refuse_queued(pool, &job.request_id, &signed.payload, &summary, &entry).await?
+            outbox::refuse_queued(store, &job.request_id, &signed.payload, &summary, &entry).await?
         }
-        None => countersign_control::audit_log::enqueue(pool, &entry).await?,
+        None => countersign_control::audit_log::enqueue(store, &entry).await?,
     };
     let reply_to = match reply_to {
         Some(reply_to) => Some(reply_to),
-        None => outbox::reply_to_of(pool, &job.request_id).await?,
+        None => outbox::reply_to_of(store, &job.request_id).await?,
     };
     finish_refusal(inner, &job.request_id, reply_to, summary, event, started).await?;
     if outbox_payload.is_some() {
@@ -831,9 +831,9 @@ async fn refuse_untrusted(
     entry
         .reasons
         .push("the envelope is not trusted; its request id is as claimed, not verified".into());
-    let event = countersign_control::audit_log::enqueue(inner.store.pool(), &entry).await?;
+    let event = countersign_control::audit_log::enqueue(&inner.store, &entry).await?;
     let reply_to = match &claimed_id {
-        Some(id) => outbox::reply_to_of(inner.store.pool(), id).await?,
+        Some(id) => outbox::reply_to_of(&inner.store, id).await?,
         None => None,
     };
     let summary = refused_summary(

@@ -500,7 +500,7 @@ async fn two_executors_on_one_stream_run_every_job_exactly_once() {
         60
     );
     let claimants: Vec<String> = sqlx::query_scalar("SELECT DISTINCT claimed_by FROM cs_jobs")
-        .fetch_all(h.store.pool())
+        .fetch_all(h.store.pg_pool().expect("the tests run on PostgreSQL"))
         .await
         .expect("claimants");
     assert!(!claimants.is_empty());

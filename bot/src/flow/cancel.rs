@@ -8,8 +8,8 @@ use crate::chat::Origin;
 /// Cancels the request if `origin`'s user asked for it and it is still pending; returns what
 /// the user is told.
 pub async fn run(bot: &Bot, origin: &Origin, request_id: &str) -> Result<String, FlowError> {
-    let pool = bot.store.pool();
-    let Some(stored) = requests::load(pool, request_id).await? else {
+    let store = &bot.store;
+    let Some(stored) = requests::load(store, request_id).await? else {
         return Ok(format!("There is no request `{request_id}`."));
     };
     if stored.requester != origin.user {
@@ -25,7 +25,7 @@ pub async fn run(bot: &Bot, origin: &Origin, request_id: &str) -> Result<String,
         ));
     }
     if !requests::transition(
-        pool,
+        store,
         request_id,
         RequestState::Pending,
         RequestState::Cancelled,
@@ -34,7 +34,7 @@ pub async fn run(bot: &Bot, origin: &Origin, request_id: &str) -> Result<String,
     )
     .await?
     {
-        let now = requests::state_of(pool, request_id)
+        let now = requests::state_of(store, request_id)
             .await?
             .map_or("gone", RequestState::as_str);
         return Ok(format!(

@@ -45,7 +45,7 @@ pub async fn current(bot: &Bot, stored: &StoredRequest) -> Result<RequestCard, F
         .and_then(|v| serde_json::from_value(v).ok())
         .ok_or_else(|| FlowError::Corrupt(format!("request {} has no card", stored.id)))?;
     card.state = card_state(stored);
-    let approvers = requests::active_approvers(bot.store.pool(), &stored.id).await?;
+    let approvers = requests::active_approvers(&bot.store, &stored.id).await?;
     match card.state {
         CardState::AwaitingApproval => {
             let requirements = requirements_of(stored.decision.as_ref()).unwrap_or_default();
@@ -88,11 +88,12 @@ pub async fn wait_for_thread(
     bot: &Bot,
     request_id: &str,
 ) -> Result<Option<countersign_control::chat::ReplyTo>, FlowError> {
-    let pool = bot.store.pool();
+    let store = &bot.store;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let in_flight = requests::roots_in_flight(pool, std::time::Duration::from_secs(10)).await?;
-        let thread = requests::load(pool, request_id)
+        let in_flight =
+            requests::roots_in_flight(store, std::time::Duration::from_secs(10)).await?;
+        let thread = requests::load(store, request_id)
             .await?
             .and_then(|stored| stored.reply_to);
         if thread.is_some() || !in_flight || tokio::time::Instant::now() >= deadline {
@@ -115,8 +116,8 @@ pub async fn refresh_with(
     request_id: &str,
     detail: Option<String>,
 ) -> Result<(), FlowError> {
-    let pool = bot.store.pool();
-    let Some(stored) = requests::load(pool, request_id).await? else {
+    let store = &bot.store;
+    let Some(stored) = requests::load(store, request_id).await? else {
         return Ok(());
     };
     let mut card = current(bot, &stored).await?;
@@ -125,14 +126,14 @@ pub async fn refresh_with(
     }
     let card_json = serde_json::to_value(&card).map_err(|e| FlowError::Corrupt(e.to_string()))?;
     let Some(root) = &stored.reply_to else {
-        requests::set_card(pool, request_id, &card_json, "", false).await?;
+        requests::set_card(store, request_id, &card_json, "", false).await?;
         return Ok(());
     };
     bot.adapter(&root.platform)?
         .update_card(root, &card)
         .await?;
     requests::set_card(
-        pool,
+        store,
         request_id,
         &card_json,
         &shown_state(&stored),

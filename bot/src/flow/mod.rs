@@ -177,7 +177,7 @@ impl Bot {
     pub async fn receive(self: &Arc<Self>, event: Inbound) -> Result<bool, StoreError> {
         let key = event.key();
         let payload = serde_json::to_value(&event).unwrap_or(serde_json::Value::Null);
-        if !inbox::accept(self.store.pool(), &key, event.kind(), &payload).await? {
+        if !inbox::accept(&self.store, &key, event.kind(), &payload).await? {
             self.metrics.duplicate_event(event.kind());
             tracing::debug!(%key, "event seen before; dropped");
             return Ok(false);
@@ -197,7 +197,7 @@ impl Bot {
         let renew = async {
             loop {
                 tokio::time::sleep(every).await;
-                if let Err(error) = inbox::renew(self.store.pool(), key).await {
+                if let Err(error) = inbox::renew(&self.store, key).await {
                     tracing::warn!(%error, %key, "could not renew the claim on an event");
                 }
             }
@@ -209,7 +209,7 @@ impl Bot {
         };
         match handled {
             Ok(()) => {
-                if let Err(error) = inbox::finish(self.store.pool(), key).await {
+                if let Err(error) = inbox::finish(&self.store, key).await {
                     tracing::warn!(%error, %key, "could not mark an event finished; it will be handled again");
                 }
             }

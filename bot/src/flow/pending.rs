@@ -12,8 +12,8 @@ const LIMIT: usize = 20;
 
 /// The list for `origin`'s user.
 pub async fn text(bot: &Bot, origin: &Origin) -> Result<String, FlowError> {
-    let pool = bot.store.pool();
-    let open = requests::list(pool, &[RequestState::Pending], None, 500).await?;
+    let store = &bot.store;
+    let open = requests::list(store, &[RequestState::Pending], None, 500).await?;
     let me = bot.identity(&origin.user).await?;
     let mut mine = Vec::new();
     let mut to_review = Vec::new();
@@ -41,7 +41,7 @@ pub async fn text(bot: &Bot, origin: &Origin) -> Result<String, FlowError> {
         if !counts {
             continue;
         }
-        let approved = requests::active_approvers(pool, &request.id).await?;
+        let approved = requests::active_approvers(store, &request.id).await?;
         if approved.contains(&origin.user) {
             continue;
         }

@@ -117,13 +117,13 @@ impl QueryOutcome {
 
 /// Decides a query and carries it as far as it goes without people.
 pub async fn run(bot: &Bot, submission: Submission) -> Result<QueryOutcome, FlowError> {
-    let pool = bot.store.pool();
-    if let Some(stored) = requests::load(pool, &submission.request_id).await? {
+    let store = &bot.store;
+    if let Some(stored) = requests::load(store, &submission.request_id).await? {
         // A redelivery, a takeover after a crash, or an automation retry: carry on.
         resume(bot, &stored).await?;
         return match outcome_of(bot, &submission.request_id).await? {
             QueryOutcome::Queued { request_id, .. } => {
-                let now = requests::load(pool, &request_id).await?;
+                let now = requests::load(store, &request_id).await?;
                 Ok(QueryOutcome::Existing {
                     request_state: now
                         .as_ref()
@@ -216,14 +216,14 @@ pub async fn run(bot: &Bot, submission: Submission) -> Result<QueryOutcome, Flow
             .then(|| serde_json::to_value(&card).ok())
             .flatten(),
     };
-    requests::create(pool, &request, state).await?;
+    requests::create(store, &request, state).await?;
     if state == RequestState::Denied {
         return Ok(QueryOutcome::Denied {
             request_id: submission.request_id,
             reasons: decision.reasons,
         });
     }
-    if let Some(stored) = requests::load(pool, &submission.request_id).await? {
+    if let Some(stored) = requests::load(store, &submission.request_id).await? {
         resume(bot, &stored).await?;
     }
     outcome_of(bot, &submission.request_id).await
@@ -231,7 +231,7 @@ pub async fn run(bot: &Bot, submission: Submission) -> Result<QueryOutcome, Flow
 
 /// The outcome of a stored request, as the requester is told.
 pub async fn outcome_of(bot: &Bot, request_id: &str) -> Result<QueryOutcome, FlowError> {
-    let stored = requests::load(bot.store.pool(), request_id)
+    let stored = requests::load(&bot.store, request_id)
         .await?
         .ok_or_else(|| FlowError::Corrupt(format!("request {request_id} vanished")))?;
     Ok(match stored.state {
@@ -266,14 +266,14 @@ pub async fn outcome_of(bot: &Bot, request_id: &str) -> Result<QueryOutcome, Flo
 /// Carries a stored request on: posts its root message if none is recorded, and queues an
 /// allowed request's job.
 pub async fn resume(bot: &Bot, stored: &StoredRequest) -> Result<(), FlowError> {
-    let pool = bot.store.pool();
+    let store = &bot.store;
     let mut thread = stored.reply_to.clone();
     if thread.is_none()
         && matches!(
             stored.state,
             RequestState::Received | RequestState::Pending | RequestState::Queued
         )
-        && requests::claim_root(pool, &stored.id, bot.config.takeover_after).await?
+        && requests::claim_root(store, &stored.id, bot.config.takeover_after).await?
     {
         thread = Some(post_root(bot, stored).await?);
     }
@@ -323,13 +323,7 @@ async fn post_root(bot: &Bot, stored: &StoredRequest) -> Result<ReplyTo, FlowErr
     let adapter = bot.adapter(&platform)?;
     let card = card::current(bot, stored).await?;
     let root = adapter.post_card(&channel, &card).await?;
-    requests::set_root(
-        bot.store.pool(),
-        &stored.id,
-        &root,
-        &card::shown_state(stored),
-    )
-    .await?;
+    requests::set_root(&bot.store, &stored.id, &root, &card::shown_state(stored)).await?;
     if card.state == CardState::AwaitingApproval {
         tracing::info!(request = %stored.id, channel = %root.channel, "posted for review");
     }
@@ -376,8 +370,8 @@ pub(crate) async fn publish(bot: &Bot, job: &Job, signed: &SignedJob) -> Result<
     let stream = countersign_control::queue::Stream::Jobs;
     match bot.queue.publish(stream, &job.target, signed).await {
         Ok(entry) => {
-            let pool = bot.store.pool();
-            countersign_control::outbox::mark_published(pool, &job.request_id, &entry).await?;
+            let store = &bot.store;
+            countersign_control::outbox::mark_published(store, &job.request_id, &entry).await?;
         }
         Err(error) => {
             tracing::warn!(%error, request = %job.request_id, "publishing a job failed; the reconciler will publish it");
@@ -397,7 +391,7 @@ pub(crate) async fn queue_job(
     thread: Option<&ReplyTo>,
 ) -> Result<bool, FlowError> {
     let (job, signed) = signed_job(bot, stored, approvers);
-    if !requests::queue(bot.store.pool(), from, &signed, &job, thread, &bot.name).await? {
+    if !requests::queue(&bot.store, from, &signed, &job, thread, &bot.name).await? {
         return Ok(false);
     }
     publish(bot, &job, &signed).await?;

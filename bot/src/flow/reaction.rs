@@ -34,7 +34,7 @@ pub async fn handle(bot: &Bot, event: &ReactionEvent) -> Result<(), FlowError> {
     } else {
         return Ok(());
     };
-    let pool = bot.store.pool();
+    let store = &bot.store;
     let Some(stored) = find_root(bot, event).await? else {
         // Not one of our root messages.
         return Ok(());
@@ -49,7 +49,7 @@ pub async fn handle(bot: &Bot, event: &ReactionEvent) -> Result<(), FlowError> {
     match (kind, event.added) {
         (Kind::Approve, true) => approve(bot, &stored, event, &who).await,
         (Kind::Approve, false) => {
-            if requests::withdraw(pool, &stored.id, &event.user).await? {
+            if requests::withdraw(store, &stored.id, &event.user).await? {
                 bot.metrics.approval("withdrawn");
                 card::refresh(bot, &stored.id).await?;
                 bot.note(
@@ -69,14 +69,15 @@ pub async fn handle(bot: &Bot, event: &ReactionEvent) -> Result<(), FlowError> {
 /// shows the message, before the bot has recorded its id: while a root message is being posted,
 /// an unknown message is looked up again for a few seconds before it is taken as not ours.
 async fn find_root(bot: &Bot, event: &ReactionEvent) -> Result<Option<StoredRequest>, FlowError> {
-    let pool = bot.store.pool();
+    let store = &bot.store;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         // In-flight first, then the lookup: a root recorded between the two is found by the
         // lookup; one claimed after the in-flight check was not shown yet, so nobody reacted.
-        let in_flight = requests::roots_in_flight(pool, std::time::Duration::from_secs(10)).await?;
+        let in_flight =
+            requests::roots_in_flight(store, std::time::Duration::from_secs(10)).await?;
         let found =
-            requests::find_by_root(pool, &event.platform, &event.channel, &event.message).await?;
+            requests::find_by_root(store, &event.platform, &event.channel, &event.message).await?;
         if found.is_some() || !in_flight || tokio::time::Instant::now() >= deadline {
             return Ok(found);
         }
@@ -139,7 +140,7 @@ async fn approve(
     event: &ReactionEvent,
     who: &str,
 ) -> Result<(), FlowError> {
-    let pool = bot.store.pool();
+    let store = &bot.store;
     if event.user == stored.requester {
         bot.metrics.approval("ignored_self");
         bot.note(
@@ -159,7 +160,7 @@ async fn approve(
     if completes_quorum(bot, stored, &requester, reviewer).await? {
         return Ok(());
     }
-    match requests::approve(pool, &stored.id, &event.user).await? {
+    match requests::approve(store, &stored.id, &event.user).await? {
         ApprovalChange::Counted => {
             bot.metrics.approval("counted");
             check_quorum(bot, stored, &requester, Some(who)).await
@@ -181,8 +182,8 @@ async fn completes_quorum(
     requester: &Identity,
     reviewer: Identity,
 ) -> Result<bool, FlowError> {
-    let pool = bot.store.pool();
-    let active = requests::active_approvers(pool, &stored.id).await?;
+    let store = &bot.store;
+    let active = requests::active_approvers(store, &stored.id).await?;
     let principal = reviewer.principal.to_string();
     if active.contains(&principal) {
         return Ok(false);
@@ -201,7 +202,7 @@ async fn completes_quorum(
     let counted = counted_approvers(&identities, &status);
     let (job, signed) = signed_job(bot, stored, &counted);
     let outcome = requests::approve_and_queue(
-        pool,
+        store,
         &principal,
         &active,
         &signed,
@@ -254,8 +255,8 @@ async fn check_quorum(
     requester: &Identity,
     new_approver: Option<&str>,
 ) -> Result<(), FlowError> {
-    let pool = bot.store.pool();
-    let approvers = requests::active_approvers(pool, &stored.id).await?;
+    let store = &bot.store;
+    let approvers = requests::active_approvers(store, &stored.id).await?;
     let identities = bot.identities(&approvers).await?;
     let requirements = requirements_of(stored.decision.as_ref()).unwrap_or_default();
     let status = bot
@@ -298,10 +299,10 @@ async fn reject(
     event: &ReactionEvent,
     who: &str,
 ) -> Result<(), FlowError> {
-    let pool = bot.store.pool();
+    let store = &bot.store;
     if event.user == stored.requester {
         if requests::transition(
-            pool,
+            store,
             &stored.id,
             RequestState::Pending,
             RequestState::Cancelled,
@@ -326,7 +327,7 @@ async fn reject(
         return Ok(());
     }
     if requests::transition(
-        pool,
+        store,
         &stored.id,
         RequestState::Pending,
         RequestState::Rejected,

@@ -35,7 +35,7 @@ pub async fn run(bot: Arc<Bot>, cancel: CancellationToken) {
         }
         if last_prune.elapsed() > Duration::from_secs(3600) {
             last_prune = Instant::now();
-            match inbox::prune(bot.store.pool(), Duration::from_secs(7 * 86_400)).await {
+            match inbox::prune(&bot.store, Duration::from_secs(7 * 86_400)).await {
                 Ok(pruned) => tracing::debug!(pruned, "pruned the inbox"),
                 Err(error) => tracing::warn!(%error, "pruning the inbox failed"),
             }
@@ -45,8 +45,8 @@ pub async fn run(bot: Arc<Bot>, cancel: CancellationToken) {
 
 /// One pass of the loop (public for tests that drive time themselves).
 pub async fn pass(bot: &Arc<Bot>) -> Result<(), FlowError> {
-    let pool = bot.store.pool();
-    for expired in requests::expire_due(pool, &bot.name).await? {
+    let store = &bot.store;
+    for expired in requests::expire_due(store, &bot.name).await? {
         bot.metrics.expired();
         card::refresh_with(
             bot,
@@ -60,29 +60,29 @@ pub async fn pass(bot: &Arc<Bot>) -> Result<(), FlowError> {
         )
         .await;
     }
-    for id in requests::stale_cards(pool, 100).await? {
+    for id in requests::stale_cards(store, 100).await? {
         if let Err(error) = card::refresh(bot, &id).await {
             tracing::warn!(%error, request = %id, "could not update a card");
         }
     }
-    for id in requests::missing_roots(pool, bot.config.takeover_after, 20).await? {
-        if let Some(stored) = requests::load(pool, &id).await? {
+    for id in requests::missing_roots(store, bot.config.takeover_after, 20).await? {
+        if let Some(stored) = requests::load(store, &id).await? {
             tracing::info!(request = %id, "posting a root message another replica did not post");
             query::resume(bot, &stored).await?;
         }
     }
-    for event in inbox::reclaim(pool, bot.config.takeover_after, 20).await? {
+    for event in inbox::reclaim(store, bot.config.takeover_after, 20).await? {
         if event.attempts > MAX_ATTEMPTS {
             bot.metrics.flow_error();
             tracing::error!(key = %event.key, attempts = event.attempts, "an event keeps failing; giving up on it");
-            inbox::abandon(pool, &event.key).await?;
+            inbox::abandon(store, &event.key).await?;
             continue;
         }
         match serde_json::from_value::<Inbound>(event.payload) {
             Ok(inbound) => bot.handle_and_finish(&event.key, inbound).await,
             Err(error) => {
                 tracing::error!(%error, key = %event.key, "an inbox event does not read back; giving up on it");
-                inbox::abandon(pool, &event.key).await?;
+                inbox::abandon(store, &event.key).await?;
             }
         }
     }

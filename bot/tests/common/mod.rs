@@ -40,63 +40,7 @@ pub const REVIEW: &str = "CREVIEW";
 pub const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 pub const SERVICE_TOKEN: &str = "cst_test-token-for-nightly";
 
-pub const POLICY: &str = r#"
-[settings]
-default_approval_ttl = "1h"
-
-[[targets]]
-name = "shop"
-driver = "postgres"
-default_schema = "public"
-row_limit = 5
-max_result_rows = 20
-statement_timeout = "10s"
-review_channel = "CREVIEW"
-
-[roles.engineer]
-members = ["slack-group:SENG"]
-
-[roles.dba]
-members = ["slack-group:SDBA"]
-
-[roles.nightly]
-members = ["service:nightly"]
-
-[[permissions]]
-role = "engineer"
-targets = ["*"]
-categories = ["read", "write", "ddl"]
-
-[[permissions]]
-role = "dba"
-targets = ["*"]
-categories = ["read", "write", "ddl"]
-
-[[permissions]]
-role = "nightly"
-targets = ["shop"]
-categories = ["read", "write"]
-
-[[rules]]
-name = "no schema changes from chat"
-when = { categories = ["ddl"] }
-action = "deny"
-reason = "schema changes go through migrations"
-
-[[rules]]
-name = "delete or update without where"
-when = { categories = ["write"], missing_where = true }
-action = "require_approval"
-approval = { from = ["dba"], count = 2, mode = "any_of", ttl = "1h" }
-reason = "changes every row of the table"
-
-[[rules]]
-name = "writes"
-when = { categories = ["write"], missing_where = false }
-action = "require_approval"
-approval = { from = ["dba"], count = 1, ttl = "1h" }
-reason = "every change gets a second pair of eyes"
-"#;
+pub const POLICY: &str = include_str!("policy.toml");
 
 pub const SEED: [u8; 32] = [7; 32];
 
@@ -350,8 +294,8 @@ impl World {
 
     /// The audit events of a request, sealed.
     pub async fn events(&self, request_id: &str) -> Vec<AuditEvent> {
-        audit_log::seal_all(self.store.pool()).await.expect("seal");
-        audit_log::records_for_request(self.store.pool(), request_id)
+        audit_log::seal_all(&self.store).await.expect("seal");
+        audit_log::records_for_request(&self.store, request_id)
             .await
             .expect("records")
             .into_iter()
@@ -363,7 +307,7 @@ impl World {
     pub async fn request_id(&self, sql: &str) -> String {
         sqlx::query_scalar("SELECT id FROM cs_requests WHERE sql = $1")
             .bind(sql)
-            .fetch_one(self.store.pool())
+            .fetch_one(self.store.pg_pool().expect("the tests run on PostgreSQL"))
             .await
             .expect("request id")
     }

@@ -34,3 +34,26 @@ pub fn countersign(args: &[&str], stdin: Option<&str>) -> Output {
 pub fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("utf-8 output")
 }
+
+/// A directory of this test's own under the system's temporary directory (not created).
+pub fn scratch_dir(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "countersign-{what}-{}-{}",
+        std::process::id(),
+        countersign_control::now_ms()
+    ))
+}
+
+/// `countersign dev` on its defaults, on a free loopback port, starting fresh in `data_dir`.
+pub fn dev_args(data_dir: &std::path::Path) -> countersign_cli::dev_cmd::DevArgs {
+    countersign_cli::dev_cmd::DevArgs {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: data_dir.to_path_buf(),
+        fresh: true,
+        policy: None,
+        control_database_url: None,
+        queue_url: None,
+        targets: Vec::new(),
+        users: Vec::new(),
+    }
+}

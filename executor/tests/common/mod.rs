@@ -198,9 +198,8 @@ impl Harness {
     /// Writes a job to the outbox without publishing it (as if Redis lost the message).
     pub async fn outbox_only(&self, job: &Job) -> SignedJob {
         let signed = self.signer.sign(job);
-        let mut tx = self.store.pool().begin().await.expect("begin");
         outbox::insert_job(
-            &mut *tx,
+            &self.store,
             &signed,
             job,
             Some(&Harness::reply_to(&job.request_id)),
@@ -208,7 +207,6 @@ impl Harness {
         )
         .await
         .expect("insert");
-        tx.commit().await.expect("commit");
         signed
     }
 
@@ -224,8 +222,8 @@ impl Harness {
 
     /// The audit events of a request, in chain order (sealing what is queued first).
     pub async fn events(&self, request_id: &str) -> Vec<AuditEvent> {
-        audit_log::seal_all(self.store.pool()).await.expect("seal");
-        audit_log::records_for_request(self.store.pool(), request_id)
+        audit_log::seal_all(&self.store).await.expect("seal");
+        audit_log::records_for_request(&self.store, request_id)
             .await
             .expect("records")
             .into_iter()
@@ -234,7 +232,7 @@ impl Harness {
     }
 
     pub async fn state(&self, request_id: &str) -> Option<(JobState, i32)> {
-        outbox::state_of(self.store.pool(), request_id)
+        outbox::state_of(&self.store, request_id)
             .await
             .expect("state")
     }
@@ -255,8 +253,8 @@ impl Harness {
 
     /// The whole chain must verify.
     pub async fn assert_chain_holds(&self) {
-        audit_log::seal_all(self.store.pool()).await.expect("seal");
-        let report = audit_log::verify(self.store.pool()).await.expect("verify");
+        audit_log::seal_all(&self.store).await.expect("seal");
+        let report = audit_log::verify(&self.store).await.expect("verify");
         assert!(report.holds(), "audit chain breaks: {:?}", report.breaks);
     }
 
