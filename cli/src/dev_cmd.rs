@@ -20,12 +20,10 @@ use countersign_bot::{http, Bot, BotConfig};
 use countersign_control::chat::ChatPoster;
 use countersign_control::queue::JobQueue;
 use countersign_control::store::ControlStore;
-use countersign_executor::execute::{
-    mysql::MySqlTarget, postgres::PgTarget, sqlite::SqliteTarget, TargetDb,
-};
+use countersign_executor::execute::TargetDb;
 use countersign_executor::{Executor, ExecutorConfig, Services};
 use countersign_shared::job::JobSigner;
-use countersign_shared::policy::{Driver, Policy, PrincipalKind};
+use countersign_shared::policy::{Policy, PrincipalKind};
 use tokio_util::sync::CancellationToken;
 
 /// The example policy, built in (deploy/policy.example.toml).
@@ -246,8 +244,9 @@ impl DevServer {
             let settings = policy
                 .target(name)
                 .with_context(|| format!("--target {name}: the policy has no such target"))?;
-            let db = connect_target(settings.driver, url)
+            let db = TargetDb::connect(settings.driver, url, 4)
                 .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(|| format!("connecting to the `{name}` database"))?;
             let mut config = ExecutorConfig::new(name, format!("dev-executor-{name}"));
             config.stream_prefix = "countersign-dev".into();
@@ -359,27 +358,6 @@ impl DevServer {
             let _ = task.await;
         }
     }
-}
-
-async fn connect_target(driver: Driver, url: &str) -> Result<TargetDb> {
-    let db = match driver {
-        Driver::Postgres => TargetDb::Postgres(
-            PgTarget::connect(url, 4)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        ),
-        Driver::Mysql => TargetDb::MySql(
-            MySqlTarget::connect(url, 4)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        ),
-        Driver::Sqlite => TargetDb::Sqlite(
-            SqliteTarget::connect(url, 4)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        ),
-    };
-    Ok(db)
 }
 
 /// The console's people: every `console:` member of the policy's roles, then the extra names.

@@ -243,6 +243,13 @@ async fn bad_configuration_is_refused_with_a_clear_reason() {
         ),
         (
             DevArgs {
+                targets: vec!["demo=postgres://postgres@127.0.0.1:5432/demo".into()],
+                ..common::dev_args(&data_dir)
+            },
+            "the policy's driver for this target is SQLite, but its URL starts with `postgres:`",
+        ),
+        (
+            DevArgs {
                 control_database_url: Some("mysql://root@127.0.0.1/x".into()),
                 ..common::dev_args(&data_dir)
             },

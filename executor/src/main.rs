@@ -15,12 +15,10 @@ use countersign_control::chat::{
 };
 use countersign_control::queue::JobQueue;
 use countersign_control::store::ControlStore;
-use countersign_executor::execute::{
-    mysql::MySqlTarget, postgres::PgTarget, sqlite::SqliteTarget, TargetDb,
-};
+use countersign_executor::execute::TargetDb;
 use countersign_executor::{Executor, ExecutorConfig, Services};
 use countersign_shared::job::JobVerifier;
-use countersign_shared::policy::{Driver, Policy};
+use countersign_shared::policy::Policy;
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -169,24 +167,9 @@ async fn run(args: Args) -> Result<()> {
     let queue = JobQueue::connect(&redis_url, &config.stream_prefix)
         .await
         .context("connecting to redis")?;
-    let connections = args.target_connections;
-    let db = match settings.driver {
-        Driver::Postgres => TargetDb::Postgres(
-            PgTarget::connect(&target_url, connections)
-                .await
-                .map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?,
-        ),
-        Driver::Mysql => TargetDb::MySql(
-            MySqlTarget::connect(&target_url, connections)
-                .await
-                .map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?,
-        ),
-        Driver::Sqlite => TargetDb::Sqlite(
-            SqliteTarget::connect(&target_url, connections)
-                .await
-                .map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?,
-        ),
-    };
+    let db = TargetDb::connect(settings.driver, &target_url, args.target_connections)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the target database: {e}"))?;
     let poster: Arc<dyn ChatPoster> = match &args.chat_log {
         Some(path) => Arc::new(
             JsonLinesPoster::open(path)

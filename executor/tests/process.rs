@@ -287,3 +287,35 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_target_url_of_another_driver_is_refused_at_start_with_the_reason() {
+    let h = Harness::new().await;
+    let (key, policy) = h.write_files();
+    // The test policy's `pg` target is PostgreSQL; a MySQL URL with a password must be refused
+    // before anything connects, and the password must not be echoed.
+    let output = Command::new(env!("CARGO_BIN_EXE_countersign-executor"))
+        .args(["--policy"])
+        .arg(&policy)
+        .args(["--target", "pg", "--public-key"])
+        .arg(&key)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--stream-prefix", &h.prefix])
+        .env(
+            "COUNTERSIGN_TARGET_DATABASE_URL",
+            "mysql://app:hunter2@127.0.0.1:3306/orders",
+        )
+        .env("COUNTERSIGN_CONTROL_DATABASE_URL", &h.control.url)
+        .env("COUNTERSIGN_REDIS_URL", &h.redis_url)
+        .output()
+        .expect("run countersign-executor");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the policy's driver for this target is PostgreSQL, but its URL starts with `mysql:`"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
+}

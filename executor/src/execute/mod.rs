@@ -27,6 +27,7 @@ mod values;
 
 use std::time::Duration;
 
+use countersign_shared::policy::Driver;
 use countersign_shared::sql::{classify, Category, ClassifyOptions, Dialect, Flag, StatementClass};
 use countersign_shared::summary::{Cell, ResultTable};
 use futures_util::{Stream, TryStreamExt};
@@ -117,6 +118,26 @@ pub enum TargetDb {
 }
 
 impl TargetDb {
+    /// A pool of up to `max_connections` on the target at `url`, with the `driver` the policy
+    /// gives it (lazy: nothing is connected yet). A URL of another driver is refused.
+    pub async fn connect(
+        driver: Driver,
+        url: &str,
+        max_connections: u32,
+    ) -> Result<Self, ExecError> {
+        Ok(match driver {
+            Driver::Postgres => {
+                TargetDb::Postgres(postgres::PgTarget::connect(url, max_connections).await?)
+            }
+            Driver::Mysql => {
+                TargetDb::MySql(mysql::MySqlTarget::connect(url, max_connections).await?)
+            }
+            Driver::Sqlite => {
+                TargetDb::Sqlite(sqlite::SqliteTarget::connect(url, max_connections).await?)
+            }
+        })
+    }
+
     /// Runs one statement.
     pub async fn run(
         &self,
@@ -153,6 +174,35 @@ impl TargetDb {
             TargetDb::MySql(db) => db.ping().await,
             TargetDb::Sqlite(db) => db.ping().await,
         }
+    }
+}
+
+/// Refuses a connection URL whose scheme is not one of `accepted` (compared without regard to
+/// case), naming the driver the policy gives the target. sqlx parses any URL as options of the
+/// driver it is handed and connects lazily, so without this a `postgres://` URL given to a MySQL
+/// target would start an executor that speaks the wrong protocol and is never ready. Only the
+/// scheme is quoted back: the rest of the URL holds credentials.
+pub fn check_url_scheme(url: &str, driver: &str, accepted: &[&str]) -> Result<(), ExecError> {
+    let scheme = url
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase())
+        .filter(|scheme| {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+    match scheme {
+        Some(scheme) if accepted.contains(&scheme.as_str()) => Ok(()),
+        Some(scheme) => Err(ExecError::Unavailable(format!(
+            "the policy's driver for this target is {driver}, but its URL starts with `{scheme}:`; \
+             use a {} URL",
+            accepted.join("/")
+        ))),
+        None => Err(ExecError::Unavailable(format!(
+            "the target's URL has no scheme; use a {} URL ({driver})",
+            accepted.join("/")
+        ))),
     }
 }
 
@@ -480,4 +530,45 @@ fn cascade_note(table: &str, referencing: &str, constraint: &str, actions: &[Str
         "{table} is referenced by {referencing} with {} ({constraint}); rows changed there are not counted by the row guard",
         actions.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_of_the_driver_is_accepted_whatever_its_case() {
+        let postgres = ["postgres", "postgresql"];
+        assert!(check_url_scheme("postgres://u:p@h/db", "PostgreSQL", &postgres).is_ok());
+        assert!(check_url_scheme("PostgreSQL://h/db", "PostgreSQL", &postgres).is_ok());
+        assert!(check_url_scheme("sqlite::memory:", "SQLite", &["sqlite"]).is_ok());
+        assert!(check_url_scheme("sqlite:///var/demo.db", "SQLite", &["sqlite"]).is_ok());
+        assert!(check_url_scheme("mariadb://h/db", "MySQL", &["mysql", "mariadb"]).is_ok());
+    }
+
+    #[test]
+    fn another_drivers_url_is_refused_naming_only_the_scheme() {
+        let refusal =
+            check_url_scheme("postgres://app:secret@db/x", "MySQL", &["mysql", "mariadb"])
+                .expect_err("a PostgreSQL URL for a MySQL target");
+        let text = refusal.to_string();
+        assert!(
+            text.contains("driver for this target is MySQL")
+                && text.contains("`postgres:`")
+                && text.contains("mysql/mariadb"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn a_url_without_a_scheme_is_refused() {
+        for url in ["/var/lib/demo.db", "", "db.internal/x", "://h/db"] {
+            let refusal = check_url_scheme(url, "SQLite", &["sqlite"]).expect_err(url);
+            assert!(
+                refusal.to_string().contains("no scheme"),
+                "{url}: {refusal}"
+            );
+        }
+    }
 }

@@ -60,6 +60,7 @@ impl MySqlTarget {
     /// A target for `url`. Connections open on first use; each new session gets the pinned
     /// `sql_mode` and `autocommit = 1`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ExecError> {
+        super::check_url_scheme(url, "MySQL", &["mysql", "mariadb"])?;
         let options = MySqlConnectOptions::from_str(url)
             .map_err(|_| ExecError::Unavailable("the MySQL connection URL is invalid".to_string()))?
             .pipes_as_concat(false)

@@ -51,6 +51,7 @@ impl PgTarget {
     /// `standard_conforming_strings = on` (the classifier reads backslashes in strings that way),
     /// `client_min_messages = warning` and the application name `countersign-executor`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ExecError> {
+        super::check_url_scheme(url, "PostgreSQL", &["postgres", "postgresql"])?;
         let options = PgConnectOptions::from_str(url)
             .map_err(|_| {
                 ExecError::Unavailable("the PostgreSQL connection URL is invalid".to_string())

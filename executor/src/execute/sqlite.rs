@@ -64,6 +64,7 @@ impl SqliteTarget {
     /// each gets `PRAGMA foreign_keys = ON` and a busy timeout, read connections also
     /// `PRAGMA query_only = ON`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ExecError> {
+        super::check_url_scheme(url, "SQLite", &["sqlite"])?;
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|_| {
                 ExecError::Unavailable("the SQLite connection URL is invalid".to_string())
