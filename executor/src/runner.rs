@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use countersign_control::audit_log::{AuditSealer, SealedRef};
 use countersign_control::chat::{ChatPoster, ReplyTo, ThreadMessage};
-use countersign_control::outbox::{self, Claim, Finished};
+use countersign_control::outbox::{self, Claim, Finished, JobState};
 use countersign_control::queue::{Delivery, JobQueue, Stream};
 use countersign_control::store::{ControlStore, StoreError};
 use countersign_control::{now_ms, now_s};
@@ -352,8 +352,8 @@ enum Ack {
     No,
 }
 
-/// Handles one delivery to the end. Acknowledges it unless the control database failed or the
-/// job was taken back while it ran.
+/// Handles one delivery to the end. Acknowledges it unless the control database failed, the
+/// job was taken back while it ran, or it is a redelivery of a job still running elsewhere.
 pub(crate) async fn handle(inner: &Inner, delivery: Delivery) {
     let started = Instant::now();
     tracing::debug!(delivery = %delivery.id, delivered = delivery.delivered, "delivery");
@@ -495,8 +495,16 @@ async fn handle_envelope(
         } => {
             if delivered > 1 {
                 // Redis delivering its own pending entry again (its first consumer died or was
-                // slow): the job is already decided, nothing to report.
-                tracing::debug!(request = %job.request_id, %state, "redelivery of a claimed job");
+                // slow): nothing to report.
+                let decided = matches!(JobState::parse(&state), Some(JobState::Finished(_)));
+                if !decided {
+                    // Still running under another executor's lease. If that executor died, the
+                    // reconciler puts a read back in the queue once the lease runs out, and
+                    // this entry is what brings it back: left pending, it is reclaimed again.
+                    tracing::debug!(request = %job.request_id, %state, "redelivery of a job still running elsewhere; left pending");
+                    return Ok(Ack::No);
+                }
+                tracing::debug!(request = %job.request_id, %state, "redelivery of a finished job");
                 inner.metrics.refusal("redelivery");
                 return Ok(Ack::Yes);
             }

@@ -116,8 +116,10 @@ impl Harness {
     pub fn config(&self, target: &str, id: &str) -> ExecutorConfig {
         let mut config = ExecutorConfig::new(target, id);
         config.stream_prefix = self.prefix.clone();
-        config.lease = Duration::from_secs(2);
-        config.reclaim_idle = Duration::from_secs(1);
+        // No in-process test lets a lease run out or a delivery go idle, so both are long: a
+        // loaded machine that renews late must not end a lease under a running job.
+        config.lease = Duration::from_secs(15);
+        config.reclaim_idle = Duration::from_secs(5);
         config.republish_after = Duration::from_secs(1);
         config.reconcile_every = Duration::from_millis(200);
         config.repost_after = Duration::from_secs(5);
@@ -275,7 +277,7 @@ impl Harness {
         target_url: &str,
         chat_log: &Path,
         listen_port: u16,
-    ) -> Child {
+    ) -> ExecutorProcess {
         self.spawn_binary_with(target, id, target_url, chat_log, listen_port, &[])
     }
 
@@ -288,7 +290,7 @@ impl Harness {
         chat_log: &Path,
         listen_port: u16,
         extra: &[&str],
-    ) -> Child {
+    ) -> ExecutorProcess {
         let (key, policy) = self.write_files();
         Command::new(env!("CARGO_BIN_EXE_countersign-executor"))
             .args(extra)
@@ -299,9 +301,12 @@ impl Harness {
             .arg(&key)
             .args(["--listen", &format!("127.0.0.1:{listen_port}")])
             .args(["--stream-prefix", &self.prefix])
+            // As in production, a lease outlasts the reclaim time, so a dead executor's pending
+            // entries are reclaimed while its lease still holds the job (the kill test depends
+            // on it); 5 s is long enough for a live executor to renew on a loaded machine.
             .args([
                 "--lease-seconds",
-                "1",
+                "5",
                 "--reclaim-seconds",
                 "1",
                 "--republish-seconds",
@@ -324,7 +329,33 @@ impl Harness {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
+            .map(ExecutorProcess)
             .expect("start countersign-executor")
+    }
+}
+
+/// A running executor binary, killed when dropped: a failing test leaves no process behind.
+pub struct ExecutorProcess(Child);
+
+impl std::ops::Deref for ExecutorProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ExecutorProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ExecutorProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
