@@ -66,6 +66,9 @@ pub struct DevArgs {
     /// (repeatable). People without a role show how the policy treats outsiders.
     #[arg(long = "user", value_name = "NAME")]
     pub users: Vec<String>,
+    /// Seconds the bot waits for an executor's row estimate before it decides without one.
+    #[arg(long, default_value_t = 2.0)]
+    pub preflight_seconds: f64,
 }
 
 /// Runs `countersign dev` until Ctrl-C or SIGTERM.
@@ -160,6 +163,10 @@ impl DevServer {
                 args.listen
             );
         }
+        let preflight_timeout = std::time::Duration::try_from_secs_f64(args.preflight_seconds)
+            .ok()
+            .filter(|timeout| !timeout.is_zero())
+            .context("--preflight-seconds must be a positive number of seconds")?;
         // The address first: a console that cannot listen should fail before anything starts.
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -277,6 +284,7 @@ impl DevServer {
         let config = BotConfig {
             channel_targets,
             default_target,
+            preflight_timeout,
             ..BotConfig::default()
         };
         let workspace = Workspace {

@@ -93,6 +93,9 @@ async fn the_console_runs_on_postgresql_redis_and_a_postgresql_target() {
         queue_url: Some(redis.url()),
         targets: vec![format!("prod={}", target.url)],
         users: vec!["erin".into()],
+        // The estimate below must come from the executor; a loaded machine may take longer than
+        // the default 2 s for the first one (which also opens the target's first connection).
+        preflight_seconds: 30.0,
         ..common::dev_args(&data_dir)
     })
     .await
@@ -261,6 +264,13 @@ async fn bad_configuration_is_refused_with_a_clear_reason() {
                 ..common::dev_args(&data_dir)
             },
             "--user \"bad name\"",
+        ),
+        (
+            DevArgs {
+                preflight_seconds: -1.0,
+                ..common::dev_args(&data_dir)
+            },
+            "--preflight-seconds must be a positive number of seconds",
         ),
     ];
     for (bad, wanted) in cases {

@@ -55,5 +55,6 @@ pub fn dev_args(data_dir: &std::path::Path) -> countersign_cli::dev_cmd::DevArgs
         queue_url: None,
         targets: Vec::new(),
         users: Vec::new(),
+        preflight_seconds: 2.0,
     }
 }
