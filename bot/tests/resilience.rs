@@ -97,12 +97,20 @@ async fn http_mode_refuses_forged_stale_and_replayed_requests_and_acknowledges_r
         .await;
     assert_eq!(again.status, 409, "{}", again.body);
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let requests: Vec<String> =
-        sqlx::query_scalar("SELECT sql FROM cs_requests ORDER BY created_at")
-            .fetch_all(world.store.pg_pool().expect("the tests run on PostgreSQL"))
-            .await
-            .expect("requests");
+    // The 200 comes once the event is in the inbox; the request is recorded after it. The
+    // refused copies never reach the inbox, so two requests is the end state.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let requests = loop {
+        let requests: Vec<String> =
+            sqlx::query_scalar("SELECT sql FROM cs_requests ORDER BY created_at")
+                .fetch_all(world.store.pg_pool().expect("the tests run on PostgreSQL"))
+                .await
+                .expect("requests");
+        if requests.len() >= 2 || tokio::time::Instant::now() > deadline {
+            break requests;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         requests,
         vec![

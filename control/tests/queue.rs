@@ -239,7 +239,7 @@ async fn a_missing_group_is_created_by_a_read(backend: Backend) {
         .await
         .expect("read");
     assert!(read.is_empty());
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(4));
     assert_eq!(
         q.pending_count(Stream::Jobs, TARGET)
             .await
@@ -444,6 +444,10 @@ async fn reclaim_respects_its_count(backend: Backend) {
         .await
         .expect("reclaim");
     assert_eq!(ids(&first), published[..2].to_vec());
+    // Acknowledged, so the second reclaim cannot take them back however long it comes after.
+    q.ack(Stream::Jobs, TARGET, &ids(&first))
+        .await
+        .expect("ack");
     let rest = q
         .reclaim(Stream::Jobs, TARGET, "b", Duration::from_millis(10), 10)
         .await
@@ -471,7 +475,7 @@ async fn a_blocked_read_wakes_on_publish(backend: Backend) {
     let waited = started.elapsed();
     assert!(read.is_empty());
     assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
 
@@ -494,11 +498,11 @@ async fn a_blocked_read_wakes_on_publish(backend: Backend) {
     let (read, returned_at, started) = blocked.await.expect("reader task");
     assert_eq!(ids(&read), vec![id]);
     assert!(
-        returned_at.duration_since(published_at) < Duration::from_secs(1),
+        returned_at.duration_since(published_at) < Duration::from_secs(5),
         "woke {:?} after the publish",
         returned_at.duration_since(published_at)
     );
-    assert!(returned_at.duration_since(started) < Duration::from_secs(3));
+    assert!(returned_at.duration_since(started) < Duration::from_secs(8));
 }
 both!(a_blocked_read_wakes_on_publish);
 
@@ -539,7 +543,7 @@ async fn preflight_reply_round_trip(backend: Backend) {
             .expect("wait"),
         Some(answer.clone())
     );
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(4));
     assert_eq!(
         q.wait_reply("pf-1", Duration::from_secs(5))
             .await
@@ -556,7 +560,7 @@ async fn preflight_reply_round_trip(backend: Backend) {
     let waited = started.elapsed();
     assert_eq!(none, None);
     assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
 
@@ -579,7 +583,7 @@ async fn preflight_reply_round_trip(backend: Backend) {
     q.reply("pf-2", &answer).await.expect("reply");
     let (got, returned_at) = waiting.await.expect("waiter task");
     assert_eq!(got, Some(answer));
-    assert!(returned_at.duration_since(replied_at) < Duration::from_secs(1));
+    assert!(returned_at.duration_since(replied_at) < Duration::from_secs(5));
     assert_eq!(
         q.wait_reply("pf-other", Duration::from_millis(100))
             .await

@@ -377,14 +377,14 @@ async fn postgres_statement_timeout_cancels_the_statement() {
     let started = Instant::now();
     let result = db
         .run(
-            "SELECT pg_sleep(5)",
+            "SELECT pg_sleep(60)",
             Mode::Read,
             &limits(200, 1_000, 10, 1_000),
             &no_mask,
         )
         .await;
     assert_eq!(result, Err(ExecError::Timeout(Duration::from_millis(200))));
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(count(&db, "SELECT count(*) FROM t").await, "3");
 }
 
@@ -657,14 +657,14 @@ async fn mysql_statement_timeout_stops_the_statement() {
     let started = Instant::now();
     let result = db
         .run(
-            "SELECT SLEEP(5)",
+            "SELECT SLEEP(60)",
             Mode::Read,
             &limits(300, 1_000, 10, 1_000),
             &no_mask,
         )
         .await;
     assert_eq!(result, Err(ExecError::Timeout(Duration::from_millis(300))));
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(count(&db, "SELECT COUNT(*) FROM t").await, "3");
 }
 
@@ -923,11 +923,12 @@ async fn sqlite_a_runaway_query_is_interrupted_at_the_timeout() {
         )
         .await;
     assert_eq!(result, Err(ExecError::Timeout(Duration::from_millis(300))));
-    assert!(started.elapsed() < Duration::from_secs(3));
-    // The only read connection is free again: the statement really stopped.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // The only read connection is free again: the statement really stopped (a runaway query
+    // would hold it for good).
     let started = Instant::now();
     assert_eq!(count(&db, "SELECT count(*) FROM t").await, "3");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

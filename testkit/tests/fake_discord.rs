@@ -575,20 +575,23 @@ async fn op_7_makes_the_client_resume_and_keep_receiving_dispatches() {
     fake.send_reaction(true, BOB, CHANNEL, 8000, "❌").await;
     fake.drop_connection().await;
     fake.wait_resumed(2, WAIT).await;
-    let mut reactions = 0;
+    // The first copy may take its time on a loaded machine; a second one would come right after.
+    let first = loop {
+        match bot.next("the reaction sent before the drop").await {
+            Seen::ReactionAdd(reaction) => break reaction,
+            Seen::Resumed => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(first.emoji.unicode_eq("❌"));
     while let Ok(Some(seen)) =
         tokio::time::timeout(Duration::from_millis(500), bot.seen.recv()).await
     {
         match seen {
-            Seen::ReactionAdd(reaction) => {
-                assert!(reaction.emoji.unicode_eq("❌"));
-                reactions += 1;
-            }
             Seen::Resumed => {}
-            other => panic!("unexpected {other:?}"),
+            other => panic!("the reaction arrives once; then came {other:?}"),
         }
     }
-    assert_eq!(reactions, 1);
     assert!(fake.send_reaction(true, BOB, CHANNEL, 8000, "✅").await);
     let Seen::ReactionAdd(after) = bot.next("a reaction after the second resume").await else {
         panic!("a reaction add");

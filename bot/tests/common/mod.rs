@@ -146,7 +146,7 @@ impl World {
     pub fn config(&self) -> BotConfig {
         BotConfig {
             upkeep_every: Duration::from_millis(100),
-            takeover_after: Duration::from_secs(2),
+            takeover_after: Duration::from_secs(30),
             preflight_timeout: Duration::from_secs(2),
             automation_channel: Some(("slack".into(), ENG.into())),
             ..BotConfig::default()
@@ -310,6 +310,33 @@ impl World {
             .fetch_one(self.store.pg_pool().expect("the tests run on PostgreSQL"))
             .await
             .expect("request id")
+    }
+
+    /// Makes the request's approval window end now, as if its TTL had run out, once its root
+    /// message is recorded (the thread the expiry note goes to): the bot's upkeep expires it on
+    /// its next pass.
+    pub async fn end_approval_window(&self, sql: &str) {
+        let id = self.request_id(sql).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let ended = sqlx::query(
+                "UPDATE cs_requests SET expires_at = now() - interval '1 minute'
+                 WHERE id = $1 AND root_ts IS NOT NULL",
+            )
+            .bind(&id)
+            .execute(self.store.pg_pool().expect("the tests run on PostgreSQL"))
+            .await
+            .expect("end the approval window")
+            .rows_affected();
+            if ended == 1 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request {id} never recorded its root message"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn stop_executor(&mut self) {

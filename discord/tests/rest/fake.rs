@@ -36,6 +36,8 @@ struct Throttle {
     remaining: u32,
     /// The `retry_after` (seconds) in the 429's body.
     retry_after: f64,
+    /// The `Retry-After` header's seconds (Discord's is the body's, rounded up).
+    header_seconds: u64,
     /// Whether the 429 says the limit is global.
     global: bool,
 }
@@ -91,11 +93,25 @@ impl FakeDiscord {
     /// Answers the next `times` requests to `path` with 429, `retry_after` seconds, in the
     /// body (and rounded up in `Retry-After`, as Discord does).
     pub fn rate_limit(&self, path: &str, times: u32, retry_after: f64, global: bool) {
+        self.rate_limit_with_header(path, times, retry_after, retry_after.ceil() as u64, global);
+    }
+
+    /// Like [`FakeDiscord::rate_limit`], with a `Retry-After` header that says something else
+    /// than the body.
+    pub fn rate_limit_with_header(
+        &self,
+        path: &str,
+        times: u32,
+        retry_after: f64,
+        header_seconds: u64,
+        global: bool,
+    ) {
         self.shared.throttles.lock().expect("lock").insert(
             path.to_string(),
             Throttle {
                 remaining: times,
                 retry_after,
+                header_seconds,
                 global,
             },
         );
@@ -163,7 +179,7 @@ async fn handle(
         throttle.remaining -= 1;
         let mut response = (
             StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, throttle.retry_after.ceil().to_string())],
+            [(header::RETRY_AFTER, throttle.header_seconds.to_string())],
             axum::Json(json!({
                 "message": "You are being rate limited.",
                 "retry_after": throttle.retry_after,
