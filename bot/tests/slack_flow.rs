@@ -388,8 +388,7 @@ async fn rejection_cancellation_withdrawal_and_denial_each_close_with_a_note() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_expires_when_its_approvals_do_not_arrive() {
-    let policy = POLICY;
-    let world = World::with_policy(policy).await;
+    let world = World::new().await;
     let bot = world.socket_bot("bot-a").await;
     let sql = "UPDATE orders SET status = 'late' WHERE id = 5";
     world
